@@ -1,0 +1,37 @@
+# The two set-up commands of the README:
+#   make run   install everything and open napari on the bundled sample case
+#   make test  install what the tests need (Xvfb, Mesa, fonts) and run the whole suite
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+SAMPLE := sample_data/ct-phantom
+XVFB   := xvfb-run -a -s "-screen 0 1280x1024x24"
+
+.PHONY: run test sample screenshot bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e ".[test]"
+	touch $@
+
+$(SAMPLE)/dataset.json: | $(VENV)/.installed
+	$(BIN)/napari-grounding sample $(SAMPLE)
+
+sample: $(SAMPLE)/dataset.json
+
+run: $(VENV)/.installed sample
+	$(BIN)/napari-grounding view $(SAMPLE) --item finding/0
+
+test: $(VENV)/.installed
+	bash scripts/install-system-deps.sh
+	$(XVFB) $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+screenshot: $(VENV)/.installed
+	bash scripts/install-system-deps.sh
+	$(XVFB) $(BIN)/python scripts/screenshot.py docs/screenshot.png
+
+clean:
+	rm -rf $(VENV) $(SAMPLE) .pytest_cache

@@ -1,0 +1,56 @@
+"""napari reader hook: a dataset folder or a NIfTI file opens as a case with its panel."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from .layers import LayerData, case_layers
+from .model import GroundingError
+from .readers import can_read, open_case
+
+# napari's way of saying "read fine, nothing to add": no second reader, no traceback
+NOTHING: list[Any] = [(None,)]
+
+
+def napari_get_reader(path: str | list[str]) -> Callable[[Any], list[LayerData]] | None:
+    """Return a reader for paths this plugin understands, else None (never raises)."""
+    if isinstance(path, list):
+        if len(path) != 1:
+            return None
+        path = path[0]
+    return read_case if can_read(path) else None
+
+
+def read_case(path: str | list[str]) -> list[LayerData]:
+    from napari.utils.notifications import show_error
+
+    path = path[0] if isinstance(path, list) else path
+    try:
+        case = open_case(path)
+    except GroundingError as err:
+        show_error(str(err))
+        return NOTHING
+    _dock_panel_if_possible()
+    layers = case_layers(case)
+    if not layers:  # text only: the panel still shows the case
+        _panel_show_text(case)
+        return NOTHING
+    return layers
+
+
+def _dock_panel_if_possible() -> Any:
+    import napari
+
+    viewer = napari.current_viewer()
+    if viewer is None:
+        return None
+    from .widgets.launch import dock_panel
+
+    return dock_panel(viewer)
+
+
+def _panel_show_text(case: Any) -> None:
+    panel = _dock_panel_if_possible()
+    if panel is not None:
+        panel.set_case(case)

@@ -1,0 +1,139 @@
+"""The ``napari-grounding`` command: view, cases, describe and sample.
+
+Bad input exits with code 2 and one line on stderr; problems that still let a case open
+(a missing CT, a mask of the wrong shape) are printed as warnings and the command goes on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+from .model import Case, GroundingError, TextItem
+from .readers import open_case, open_dataset
+
+PROG = "napari-grounding"
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, not usage + message
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog=PROG, description=__doc__.splitlines()[0])
+    parser.add_argument("--debug", action="store_true", help="show tracebacks of internal errors")
+    verbs = parser.add_subparsers(dest="verb", required=True, parser_class=_Parser)
+
+    def verb(name: str, help_text: str, with_case: bool = True) -> argparse.ArgumentParser:
+        p = verbs.add_parser(name, help=help_text, description=help_text)
+        p.add_argument("path", help="dataset root, CSV or image file")
+        p.add_argument("--images", metavar="DIR", help="folder holding the dataset's images")
+        if with_case:
+            p.add_argument("--case", metavar="NAME", help="case id (default: the first case)")
+        return p
+
+    view = verb("view", "open napari with the plugin on a case")
+    view.add_argument("--item", metavar="ID", help="text item to select, e.g. finding/0")
+    verb("cases", "list the cases of a dataset, one per line", with_case=False)
+    describe = verb("describe", "print a case: its images, text items and annotations")
+    describe.add_argument("--json", action="store_true", help="print JSON (the documented schema)")
+    sample = verbs.add_parser("sample", help="write the generated sample CT case into a folder")
+    sample.add_argument("path", help="folder to write")
+    return parser
+
+
+def _warn(case: Case) -> None:
+    for problem in case.problems:
+        print(f"{PROG}: warning: {problem}", file=sys.stderr)
+
+
+def _cases(args: argparse.Namespace) -> None:
+    dataset = open_dataset(args.path, args.images)
+    for case_id in dataset.case_ids():
+        print(dataset.summary(case_id))
+
+
+def _text_lines(item: TextItem, depth: int = 0) -> list[str]:
+    badges = " ".join(f"[{v}]" for k, v in item.tags.items() if k in ("category", "section"))
+    links = f"  -> {', '.join(item.annotations)}" if item.annotations else ""
+    lines = [f"{'  ' * depth}{item.id}: {item.title or item.text} {badges}{links}".rstrip()]
+    for child in item.children:
+        lines += _text_lines(child, depth + 1)
+    return lines
+
+
+def _describe(args: argparse.Namespace) -> None:
+    from .describe import describe_case
+
+    case = _open_named_case(args)
+    _warn(case)
+    if args.json:
+        json.dump(describe_case(case), sys.stdout, indent=2)
+        print()
+        return
+    print(f"{case.key}")
+    for image in case.images.values():
+        print(f"  image {image.id}: {image.orientation.source_shape} {image.data.dtype} "
+              f"spacing {tuple(round(s, 3) for s in image.source_spacing)} mm")
+    for item in case.items:
+        print("\n".join("  " + line for line in _text_lines(item)))
+
+
+def _open_named_case(args: argparse.Namespace) -> Case:
+    if args.case is None:
+        ids = open_dataset(args.path, args.images).case_ids()
+        if len(ids) > 1:
+            raise GroundingError(f"{args.path} holds {len(ids)} cases; name one with --case "
+                                 f"(list them with: {PROG} cases {args.path})")
+    return open_case(args.path, args.case, args.images)
+
+
+def _view(args: argparse.Namespace) -> None:
+    case = open_case(args.path, args.case, args.images)
+    if args.item:
+        case.item(args.item)  # unknown item: fail before a window opens
+    _warn(case)
+    import napari
+
+    from .widgets.launch import show_case
+
+    viewer = napari.Viewer(title=f"napari-grounding: {case.key}")
+    show_case(viewer, case, item=args.item, dataset=open_dataset(args.path, args.images))
+    napari.run()
+
+
+def _sample(args: argparse.Namespace) -> None:
+    from .sample import write_sample
+
+    print(write_sample(args.path))
+
+
+VERBS = {"view": _view, "cases": _cases, "describe": _describe, "sample": _sample}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        VERBS[args.verb](args)
+    except GroundingError as err:
+        print(f"{PROG}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:  # output piped into head & co.
+        sys.stderr.close()
+        return 0
+    except Exception as err:
+        if args.debug:
+            raise
+        print(f"{PROG}: internal error: {type(err).__name__}: {err} (rerun with --debug)",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,72 @@
+"""A Case as plain JSON-ready data: the schema every reader fills (see README)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .metrics import MaskStats, case_mask_stats, display_slice_range, volume_ml
+from .model import Annotation, Case, Image, MaskAnnotation, TextItem
+
+
+def _round(values: Any, digits: int = 3) -> list[float]:
+    return [round(float(v), digits) for v in values]
+
+
+def image_dict(image: Image) -> dict[str, Any]:
+    """Shape and spacing in the source file's own axis order."""
+    return {
+        "id": image.id,
+        "kind": image.kind,
+        "shape": list(image.orientation.source_shape),
+        "spacing_mm": _round(image.source_spacing, 4),
+        "dtype": str(image.data.dtype),
+        **{k: v for k, v in image.meta.items() if isinstance(v, str)},
+        "source": image.source,
+    }
+
+
+def mask_dict(mask: MaskAnnotation, stats: MaskStats, image: Image | None) -> dict[str, Any]:
+    three_d = len(stats.shape) == 3
+    out: dict[str, Any] = {"id": mask.id, "kind": "mask", "set": mask.set, "image": mask.image,
+                           "voxels" if three_d else "pixels": stats.voxels,
+                           "instances": stats.instances,
+                           "labels": [int(v) if float(v).is_integer() else v for v in stats.labels]}
+    if three_d:
+        out["volume_ml"] = round(volume_ml(stats, image), 4) if image else None
+    out["bbox"] = [list(stats.bbox[0]), list(stats.bbox[1])] if stats.bbox else None
+    out["centroid"] = _round(stats.centroid) if stats.centroid else None
+    if image is not None and stats.centroid is not None:
+        out["centroid_mm"] = _round(image.source_to_world(stats.centroid))
+        if three_d:
+            out["slice_range"] = list(display_slice_range(stats, image))
+    return out
+
+
+def annotation_dict(case: Case, annotation: Annotation) -> dict[str, Any]:
+    image = case.images.get(annotation.image)
+    if isinstance(annotation, MaskAnnotation):
+        return mask_dict(annotation, case_mask_stats(case)[annotation.id], image)
+    return {"id": annotation.id, "kind": annotation.kind, "set": annotation.set,
+            "image": annotation.image}
+
+
+def item_dict(case: Case, item: TextItem) -> dict[str, Any]:
+    out: dict[str, Any] = {"id": item.id, "text": item.text}
+    if item.title:
+        out["title"] = item.title
+    out["tags"] = dict(item.tags)
+    out["annotations"] = [annotation_dict(case, a) for a in case.annotations_of(item)]
+    out["children"] = [item_dict(case, c) for c in item.children]
+    return out
+
+
+def describe_case(case: Case) -> dict[str, Any]:
+    return {
+        "dataset": case.dataset,
+        "case": case.id,
+        "key": case.key,
+        "tags": dict(case.tags),
+        "problems": list(case.problems),
+        "images": [image_dict(i) for i in case.images.values()],
+        "items": [item_dict(case, i) for i in case.items],
+    }

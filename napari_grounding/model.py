@@ -1,0 +1,201 @@
+"""The Case: what any dataset reader hands to the rest of the tool.
+
+A Case knows no dataset. It holds lazily loaded images with their geometry, a tree of text
+items, annotations tied to one image each, and the links from text items to annotations.
+Everything downstream (layers, panel, describe, QC) works on Cases only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+
+class GroundingError(Exception):
+    """Bad input, described in one line a user can act on."""
+
+
+@dataclass(frozen=True)
+class Orientation:
+    """How a source array's axes map onto the display axes.
+
+    ``source_axes[j]`` is the source axis shown along display axis ``j``; ``flips[j]`` says
+    whether it runs backwards on screen. Works on numpy and dask arrays alike (views only).
+    """
+
+    source_axes: tuple[int, ...]
+    flips: tuple[bool, ...]
+    source_shape: tuple[int, ...]
+
+    @classmethod
+    def identity(cls, shape: tuple[int, ...]) -> Orientation:
+        return cls(tuple(range(len(shape))), (False,) * len(shape), tuple(shape))
+
+    @property
+    def display_shape(self) -> tuple[int, ...]:
+        return tuple(self.source_shape[a] for a in self.source_axes)
+
+    def to_display(self, array: Any) -> Any:
+        """Reorder the trailing axes of ``array`` (source order) into display order."""
+        lead = array.ndim - len(self.source_axes)
+        flipped = [slice(None)] * array.ndim
+        for axis, flip in zip(self.source_axes, self.flips):
+            if flip:
+                flipped[lead + axis] = slice(None, None, -1)
+        order = list(range(lead)) + [lead + a for a in self.source_axes]
+        return array[tuple(flipped)].transpose(order)
+
+    def index_to_display(self, source_index: Any) -> np.ndarray:
+        """A (fractional) source voxel index as a display index."""
+        src = np.asarray(source_index, dtype=float)
+        out = src[list(self.source_axes)].copy()
+        for j, (axis, flip) in enumerate(zip(self.source_axes, self.flips)):
+            if flip:
+                out[j] = self.source_shape[axis] - 1 - out[j]
+        return out
+
+    def index_to_source(self, display_index: Any) -> np.ndarray:
+        """A display index back in the source's own axis order."""
+        disp = np.asarray(display_index, dtype=float)
+        out = np.empty_like(disp)
+        for j, (axis, flip) in enumerate(zip(self.source_axes, self.flips)):
+            out[axis] = self.source_shape[axis] - 1 - disp[j] if flip else disp[j]
+        return out
+
+
+@dataclass
+class ReadCounter:
+    """Chunks and bytes a lazy array has read from disk (for tests and benchmarks)."""
+
+    chunks: int = 0
+    bytes: int = 0
+
+    def add(self, nbytes: int) -> None:
+        self.chunks += 1
+        self.bytes += int(nbytes)
+
+
+@dataclass
+class Image:
+    """One lazily read picture of a case (a CT volume, a CXR view) and its geometry.
+
+    ``data`` is in display order; ``affine`` maps the *source* voxel index to world
+    millimetres (RAS+ for NIfTI), so annotations kept in source order need no resampling.
+    """
+
+    id: str
+    data: Any  # dask array, display order
+    orientation: Orientation
+    affine: np.ndarray
+    kind: str  # "ct" or "xray"
+    contrast_limits: tuple[float, float]
+    # napari world coordinates of display voxel 0: millimetres along the display axes, so two
+    # files of one scan in different orientations land on the same world coordinates
+    origin: tuple[float, ...] = ()
+    source: str = ""
+    meta: dict[str, Any] = field(default_factory=dict)
+    reads: ReadCounter | None = None
+
+    @property
+    def source_spacing(self) -> tuple[float, ...]:
+        """Millimetres per voxel along each source axis."""
+        n = len(self.orientation.source_shape)
+        return tuple(float(s) for s in np.linalg.norm(self.affine[:n, :n], axis=0))
+
+    @property
+    def spacing(self) -> tuple[float, ...]:
+        """Millimetres per voxel along each display axis (napari's ``scale``)."""
+        src = self.source_spacing
+        return tuple(src[a] for a in self.orientation.source_axes)
+
+    @property
+    def voxel_volume_mm3(self) -> float:
+        return float(np.prod(self.source_spacing))
+
+    def source_to_world(self, source_index: Any) -> np.ndarray:
+        """Source voxel index to the file's world millimetres (RAS+ for NIfTI)."""
+        n = len(self.orientation.source_shape)
+        idx = np.asarray(source_index, dtype=float)
+        return self.affine[:n, :n] @ idx + self.affine[:n, n]
+
+    def source_to_display_mm(self, source_index: Any) -> np.ndarray:
+        """Source voxel index to napari world coordinates (display axes, millimetres)."""
+        disp = self.orientation.index_to_display(source_index)
+        return np.asarray(self.origin) + disp * np.asarray(self.spacing)
+
+
+@dataclass(kw_only=True)
+class Annotation:
+    """Something drawn on one image: a mask, a contour or a box."""
+
+    id: str
+    kind: str
+    image: str
+    set: str = "ground truth"
+
+
+@dataclass(kw_only=True)
+class MaskAnnotation(Annotation):
+    """A label mask in the image's *source* voxel order; each nonzero value is an instance."""
+
+    data: Any = None  # dask array, integer labels, same shape as the image's source array
+    kind: str = "mask"
+
+
+@dataclass
+class TextItem:
+    """A finding, report section, sentence, question or answer, with its links."""
+
+    id: str
+    text: str
+    title: str = ""  # a short heading shown instead of the text (report sections)
+    tags: dict[str, str] = field(default_factory=dict)
+    annotations: list[str] = field(default_factory=list)
+    children: list[TextItem] = field(default_factory=list)
+
+
+@dataclass
+class Case:
+    """One study or scan of any dataset, as the rest of the tool sees it."""
+
+    dataset: str
+    id: str
+    images: dict[str, Image] = field(default_factory=dict)
+    items: list[TextItem] = field(default_factory=list)
+    annotations: dict[str, Annotation] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+    # derived numbers (mask statistics, ...) computed once per opening
+    cache: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def key(self) -> str:
+        """Stable across openings: review verdicts and predictions join on it."""
+        return f"{self.dataset}/{self.id}"
+
+    def item_key(self, item: TextItem) -> str:
+        return f"{self.key}/{item.id}"
+
+    def walk(self) -> Iterator[TextItem]:
+        """Every text item, depth first, in reading order."""
+        stack = list(reversed(self.items))
+        while stack:
+            item = stack.pop()
+            yield item
+            stack.extend(reversed(item.children))
+
+    def item(self, item_id: str) -> TextItem:
+        for item in self.walk():
+            if item.id == item_id:
+                return item
+        known = ", ".join(i.id for i in self.walk())
+        raise GroundingError(f"case {self.id} has no item {item_id!r} (items: {known})")
+
+    def annotations_of(self, item: TextItem) -> list[Annotation]:
+        return [self.annotations[a] for a in item.annotations if a in self.annotations]
+
+    def items_linked_to(self, annotation_id: str) -> list[TextItem]:
+        return [i for i in self.walk() if annotation_id in i.annotations]

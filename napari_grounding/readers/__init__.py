@@ -1,0 +1,64 @@
+"""Readers: one module per dataset, each turning files on disk into Cases.
+
+``open_dataset`` picks the reader whose ``matches`` accepts the path. A reader class has
+``name``, ``case_ids()``, ``summary(case_id)`` and ``open_case(case_id)``; nothing else in the
+tool knows which dataset it is looking at.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Protocol
+
+from ..model import Case, GroundingError
+from .chest_ct import ChestCTDataset, SingleVolume
+
+
+class Dataset(Protocol):
+    name: str
+
+    def case_ids(self) -> list[str]: ...
+
+    def summary(self, case_id: str) -> str: ...
+
+    def open_case(self, case_id: str) -> Case: ...
+
+
+READERS = (ChestCTDataset, SingleVolume)
+
+
+def can_read(path: str | os.PathLike) -> bool:
+    """Cheap sniff: does any reader recognise this path? Never raises."""
+    try:
+        return any(reader.matches(Path(path)) for reader in READERS)
+    except OSError:
+        return False
+
+
+def open_dataset(path: str | os.PathLike, images: str | os.PathLike | None = None) -> Dataset:
+    """The dataset at ``path``; ``images`` names a folder holding its images elsewhere."""
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise GroundingError(f"{path}: no such file or folder")
+    image_dir = Path(images).expanduser() if images else None
+    if image_dir is not None and not image_dir.is_dir():
+        raise GroundingError(f"--images {image_dir}: not a folder")
+    for reader in READERS:
+        if reader.matches(path):
+            return reader(path, image_dir)
+    raise GroundingError(
+        f"{path}: not a dataset napari-grounding can read (expected a ReXGroundingCT folder "
+        "with dataset.json, a CT-RATE folder, or a .nii/.nii.gz volume)")
+
+
+def open_case(path: str | os.PathLike, case: str | None = None,
+              images: str | os.PathLike | None = None) -> Case:
+    """One case of the dataset at ``path``: the named one, or the first."""
+    dataset = open_dataset(path, images)
+    if case is None:
+        ids = dataset.case_ids()
+        if not ids:
+            raise GroundingError(f"{path}: holds no cases")
+        case = ids[0]
+    return dataset.open_case(case)

@@ -1,0 +1,169 @@
+"""Chest CT cases: a CT-RATE volume with its report, plus ReXGroundingCT findings and masks.
+
+One class serves both datasets because they share the CTs: a ReXGroundingCT root lists the
+cases (``dataset.json``), a CT-RATE tree (under the root or ``--images``) supplies volumes,
+reports, labels and metadata. Whatever of the two is present is shown.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..model import Case, GroundingError, Image
+from . import ctrate, rexgroundingct
+from .ctrate import CTRateTables, find_volume, is_fixed
+from .nifti import Rescale, open_volume
+from .rexgroundingct import Record, case_name, load_records
+
+
+def _is_ctrate_root(path: Path) -> bool:
+    base = path / "dataset" if (path / "dataset").is_dir() else path
+    markers = ("radiology_text_reports", "multi_abnormality_labels", "metadata")
+    return any((base / m).is_dir() for m in markers) or any(base.glob("*_fixed"))
+
+
+class ChestCTDataset:
+    """A ReXGroundingCT root, a CT-RATE root, or one that is both."""
+
+    def __init__(self, root: Path, images: Path | None = None):
+        if root.is_file():  # dataset.json named directly
+            root = root.parent
+        self.root = root
+        json_path = root / "dataset.json"
+        self.records: dict[str, Record] = load_records(json_path) if json_path.is_file() else {}
+        self.search_roots = [p for p in (images, root) if p is not None]
+        self.tables = CTRateTables.find(self.search_roots)
+
+    @staticmethod
+    def matches(path: Path) -> bool:
+        if path.is_file():
+            return path.name == "dataset.json"
+        return (path / "dataset.json").is_file() or _is_ctrate_root(path)
+
+    @property
+    def name(self) -> str:
+        return rexgroundingct.DATASET if self.records else ctrate.DATASET
+
+    def case_ids(self) -> list[str]:
+        if self.records:
+            return list(self.records)
+        return self.tables.volume_names() if self.tables else []
+
+    def summary(self, case_id: str) -> str:
+        """One line for ``napari-grounding cases``."""
+        record = self.records.get(case_id)
+        found = find_volume(case_id, self.search_roots) is not None
+        parts = [case_id]
+        if record is not None:
+            masks = "masks" if record.has_masks else "no masks (test split)"
+            parts += [record.split, f"{len(record.findings)} findings", masks]
+        parts.append("CT found" if found else "CT missing")
+        return "\t".join(parts)
+
+    def open_case(self, case_id: str, volume: Path | None = None) -> Case:
+        name = case_name(case_id)
+        record = self.records.get(name)
+        in_tables = self.tables is not None and self.tables.has(name)
+        volume = volume or find_volume(name, self.search_roots)
+        if record is None and not in_tables and volume is None:
+            raise GroundingError(
+                f"{self.root}: no case {name!r} among its {len(self.case_ids())} cases "
+                f"(list them with: napari-grounding cases {self.root})")
+        case = Case(dataset=rexgroundingct.DATASET if record else ctrate.DATASET, id=name)
+        ct = self._open_ct(name, volume, record, case) if volume else None
+        if ct is not None:
+            case.images[ct.id] = ct
+        else:
+            roots = ", ".join(str(r) for r in self.search_roots)
+            case.problems.append(
+                f"CT {name}.nii.gz not found under {roots}: showing text only "
+                "(name the CT-RATE folder with --images)")
+        if record is not None:
+            self._add_findings(record, ct, case)
+        if in_tables:
+            case.items.extend(self.tables.report_items(name))
+            case.tags.update(self.tables.tags(name))
+        return case
+
+    def _open_ct(self, name: str, volume: Path, record: Record | None, case: Case) -> Image:
+        rescale = spacing = None
+        if is_fixed(volume):
+            rescale = Rescale(source="already HU (CT-RATE *_fixed volume)")
+        else:
+            if self.tables is not None:
+                rescale, spacing = self.tables.raw_geometry(name)
+            if rescale is None:
+                case.problems.append(
+                    f"{volume}: not a *_fixed volume and no metadata row for it: "
+                    "values and spacing shown as stored")
+        ct = open_volume(volume, rescale=rescale, spacing=spacing)
+        if record is not None and record.shape and record.shape != ct.orientation.source_shape:
+            case.problems.append(
+                f"{volume}: CT shape {ct.orientation.source_shape} differs from dataset.json's "
+                f"{record.shape}")
+        return ct
+
+    def _add_findings(self, record: Record, ct: Image | None, case: Case) -> None:
+        case.tags.update({"split": record.split, "protocol": record.protocol})
+        case.items.extend(rexgroundingct.finding_items(record))
+        if not record.has_masks:
+            case.tags["masks"] = "withheld (test split)"
+            return
+        path = rexgroundingct.mask_path(self.root, record)
+        if not path.is_file():
+            case.problems.append(f"{path}: mask file not found; findings shown without masks")
+            masks = []
+        else:
+            try:
+                masks, problems = rexgroundingct.open_masks(path, record, ct)
+            except GroundingError as err:
+                masks, problems = [], [f"{err}; findings shown without masks"]
+            case.problems.extend(problems)
+        case.annotations.update({m.id: m for m in masks})
+        for item in case.items:
+            item.annotations = [a for a in item.annotations if a in case.annotations]
+
+
+class SingleVolume:
+    """One NIfTI file: a CT-RATE volume or ReXGroundingCT mask in its tree, or any CT."""
+
+    def __init__(self, path: Path, images: Path | None = None):
+        self.path = path
+        self.case_id = case_name(path.name)
+        self.parent = self._dataset_around(path, images)
+
+    @staticmethod
+    def matches(path: Path) -> bool:
+        return path.is_file() and path.name.endswith((".nii", ".nii.gz"))
+
+    @staticmethod
+    def _dataset_around(path: Path, images: Path | None) -> ChestCTDataset | None:
+        """The dataset root the file sits in, if any lists this case."""
+        name = case_name(path.name)
+        for folder in list(path.parents)[:6]:
+            if ChestCTDataset.matches(folder):
+                dataset = ChestCTDataset(folder, images)
+                if name in dataset.records or (dataset.tables and dataset.tables.has(name)):
+                    return dataset
+        return None
+
+    @property
+    def name(self) -> str:
+        return self.parent.name if self.parent else "nifti"
+
+    def case_ids(self) -> list[str]:
+        return [self.case_id]
+
+    def summary(self, case_id: str) -> str:
+        return f"{case_id}\t{self.path}"
+
+    def open_case(self, case_id: str) -> Case:
+        if case_name(case_id) != self.case_id:
+            raise GroundingError(f"{self.path}: holds only case {self.case_id!r}, not {case_id!r}")
+        if self.parent is not None:
+            in_segmentations = self.path.parent.name == "segmentations"
+            return self.parent.open_case(self.case_id, None if in_segmentations else self.path)
+        case = Case(dataset="nifti", id=self.case_id)
+        ct = open_volume(self.path)
+        case.images[ct.id] = ct
+        return case

@@ -1,0 +1,216 @@
+"""CT-RATE: where its volumes live, and its reports, abnormality labels and metadata.
+
+Volumes are ``<split>_<patient>_<scan>_<recon>.nii.gz`` under
+``dataset/<split>_fixed/<split>_<p>/<split>_<p>_<scan>/`` (corrected headers, already HU) or
+the older ``dataset/<split>/...`` tree (raw values; slope, intercept and spacing come from the
+metadata CSV). The CSVs are keyed by ``VolumeName``.
+"""
+
+from __future__ import annotations
+
+import ast
+import math
+import re
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+import pandas as pd
+
+from ..model import GroundingError, TextItem
+from .nifti import Rescale
+
+DATASET = "ct-rate"
+NAME_PATTERN = re.compile(r"^(?P<split>[a-z]+)_(?P<patient>\d+)_(?P<scan>[a-z]+)_(?P<recon>\d+)$")
+ABNORMALITIES = (
+    "Medical material", "Arterial wall calcification", "Cardiomegaly", "Pericardial effusion",
+    "Coronary artery wall calcification", "Hiatal hernia", "Lymphadenopathy", "Emphysema",
+    "Atelectasis", "Lung nodule", "Lung opacity", "Pulmonary fibrotic sequela",
+    "Pleural effusion", "Mosaic attenuation pattern", "Peribronchial thickening",
+    "Consolidation", "Bronchiectasis", "Interlobular septal thickening",
+)
+REPORT_SECTIONS = (
+    ("clinical_information", "Clinical information", "ClinicalInformation_EN"),
+    ("technique", "Technique", "Technique_EN"),
+    ("findings", "Findings", "Findings_EN"),
+    ("impressions", "Impressions", "Impressions_EN"),
+)
+# Metadata columns shown as case tags, with the tag names used for them.
+METADATA_TAGS = (
+    ("Manufacturer", "scanner"), ("ManufacturerModelName", "scanner_model"),
+    ("PatientSex", "sex"), ("PatientAge", "age"), ("StudyDate", "study_date"),
+    ("XYSpacing", "xy_spacing_mm"), ("ZSpacing", "z_spacing_mm"),
+    ("NumberofSlices", "slices"),
+)
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9])")
+_ABSENT = {"", "not given.", "not given", "none", "nan"}
+
+
+@dataclass(frozen=True)
+class VolumeName:
+    split: str
+    patient: str
+    scan: str
+    recon: str
+
+    @classmethod
+    def parse(cls, name: str) -> VolumeName | None:
+        match = NAME_PATTERN.match(name)
+        return cls(**match.groupdict()) if match else None
+
+    def relative_dirs(self) -> list[Path]:
+        """Folders the volume may sit in, relative to a CT-RATE root, preferred first."""
+        patient = f"{self.split}_{self.patient}"
+        nested = Path(patient) / f"{patient}_{self.scan}"
+        return [Path("dataset") / f"{self.split}_fixed" / nested,
+                Path(f"{self.split}_fixed") / nested,
+                Path("dataset") / self.split / nested,
+                Path(self.split) / nested,
+                Path(".")]
+
+
+def find_volume(name: str, roots: list[Path]) -> Path | None:
+    """The CT file of a case under any of ``roots``, in CT-RATE's layouts or flat."""
+    parsed = VolumeName.parse(name)
+    dirs = parsed.relative_dirs() if parsed else [Path(".")]
+    for root in roots:
+        for folder in dirs:
+            for suffix in (".nii.gz", ".nii"):
+                candidate = root / folder / (name + suffix)
+                if candidate.is_file():
+                    return candidate
+    return None
+
+
+def is_fixed(path: Path) -> bool:
+    """Whether a volume comes from a ``*_fixed`` folder (corrected header, already HU)."""
+    return any(part.endswith("_fixed") for part in path.parts)
+
+
+def split_sentences(text: str) -> list[str]:
+    return [s.strip() for s in _SENTENCE_END.split(text.strip()) if s.strip()]
+
+
+def _present(value: object) -> str | None:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    text = str(value).strip()
+    return None if text.lower() in _ABSENT else text
+
+
+def _parse_spacing(value: object) -> list[float]:
+    """``"[0.75, 0.75]"``, ``"0.75"`` or a number, as floats."""
+    if isinstance(value, int | float):
+        return [float(value)]
+    parsed = ast.literal_eval(str(value).strip())
+    return [float(v) for v in (parsed if isinstance(parsed, list | tuple) else [parsed])]
+
+
+class CTRateTables:
+    """The reports, labels and metadata CSVs of one CT-RATE root, read on first use."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        base = root / "dataset" if (root / "dataset").is_dir() else root
+        self._files = {
+            "reports": sorted((base / "radiology_text_reports").glob("*_reports.csv")),
+            "labels": sorted((base / "multi_abnormality_labels").glob("*_predicted_labels.csv")),
+            "metadata": sorted((base / "metadata").glob("*_metadata.csv")),
+        }
+
+    @classmethod
+    def find(cls, roots: list[Path]) -> CTRateTables | None:
+        for root in roots:
+            tables = cls(root)
+            if any(tables._files.values()):
+                return tables
+        return None
+
+    def _table(self, kind: str) -> pd.DataFrame:
+        frames = []
+        for path in self._files[kind]:
+            try:
+                frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+            except (OSError, ValueError, pd.errors.ParserError) as err:
+                raise GroundingError(f"{path}: cannot read CSV ({err})") from None
+            if "VolumeName" not in frame.columns:
+                raise GroundingError(f"{path}: no 'VolumeName' column")
+            frame.index = frame["VolumeName"].map(lambda n: n.removesuffix(".gz").removesuffix(".nii"))
+            frames.append(frame)
+        return pd.concat(frames) if frames else pd.DataFrame()
+
+    @cached_property
+    def reports(self) -> pd.DataFrame:
+        return self._table("reports")
+
+    @cached_property
+    def labels(self) -> pd.DataFrame:
+        return self._table("labels")
+
+    @cached_property
+    def metadata(self) -> pd.DataFrame:
+        return self._table("metadata")
+
+    def volume_names(self) -> list[str]:
+        tables = (self.reports, self.metadata, self.labels)
+        return list(dict.fromkeys(n for t in tables for n in t.index))
+
+    def has(self, name: str) -> bool:
+        return any(name in t.index for t in (self.reports, self.labels, self.metadata))
+
+    def _row(self, table: pd.DataFrame, name: str) -> pd.Series | None:
+        if name not in table.index:
+            return None
+        row = table.loc[name]
+        return row.iloc[0] if isinstance(row, pd.DataFrame) else row
+
+    def report_items(self, name: str) -> list[TextItem]:
+        """The report's sections as items, each with its sentences as children."""
+        row = self._row(self.reports, name)
+        if row is None:
+            return []
+        items = []
+        for key, title, column in REPORT_SECTIONS:
+            text = _present(row.get(column))
+            if text is None:
+                continue
+            children = [TextItem(id=f"report/{key}/{i}", text=s, tags={"section": key})
+                        for i, s in enumerate(split_sentences(text))]
+            items.append(TextItem(id=f"report/{key}", text=text, title=title,
+                                  tags={"section": key}, children=children))
+        return items
+
+    def tags(self, name: str) -> dict[str, str]:
+        """Key metadata and the 18 abnormality labels (``label:<name>`` = 0/1)."""
+        tags: dict[str, str] = {}
+        meta = self._row(self.metadata, name)
+        if meta is not None:
+            for column, tag in METADATA_TAGS:
+                value = _present(meta.get(column))
+                if value is not None:
+                    tags[tag] = value
+        labels = self._row(self.labels, name)
+        if labels is not None:
+            for label in ABNORMALITIES:
+                value = _present(labels.get(label))
+                if value is not None:
+                    tags[f"label:{label}"] = value
+        return tags
+
+    def raw_geometry(self, name: str) -> tuple[Rescale | None, tuple[float, float, float] | None]:
+        """Rescale and spacing for an old (not ``_fixed``) volume, from the metadata CSV."""
+        meta = self._row(self.metadata, name)
+        if meta is None:
+            return None, None
+        try:
+            rescale = Rescale(float(meta.get("RescaleSlope") or 1.0),
+                              float(meta.get("RescaleIntercept") or 0.0), "CT-RATE metadata CSV")
+        except ValueError:
+            rescale = None
+        try:
+            xy = _parse_spacing(meta["XYSpacing"])
+            z = _parse_spacing(meta["ZSpacing"])[0]
+            spacing = (xy[0], xy[-1], z)
+        except (KeyError, ValueError, SyntaxError, IndexError):
+            spacing = None
+        return rescale, spacing

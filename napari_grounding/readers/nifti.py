@@ -1,0 +1,233 @@
+"""Lazy NIfTI volumes: dask arrays whose chunks read only their own slices.
+
+Reading goes through nibabel's ``ArrayProxy`` with the file kept open, so for ``.nii.gz``
+``indexed_gzip`` builds its seek points once and a slice costs a short decompression, not the
+whole file. Dtypes are never widened: HU rescaling uses integer arithmetic per chunk.
+"""
+
+from __future__ import annotations
+
+import os
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import dask.array as da
+import nibabel as nib
+import numpy as np
+from dask.base import tokenize
+from nibabel.arrayproxy import ArrayProxy
+from nibabel.filebasedimages import ImageFileError
+from nibabel.orientations import aff2axcodes, axcodes2ornt, io_orientation, ornt_transform
+
+from ..model import GroundingError, Image, Orientation, ReadCounter
+from ..windows import CT_DEFAULT_WINDOW, window_limits
+
+# Axial slices from the top of the chest down, anterior up, patient right on screen left.
+DISPLAY_AXCODES = ("I", "P", "L")
+# For each display axis code: the RAS world axis it measures and the sign that makes it grow.
+_DISPLAY_FRAME = {"I": (2, -1.0), "P": (1, -1.0), "L": (0, -1.0)}
+_READ_ERRORS = (EOFError, OSError, zlib.error, ValueError, ImageFileError)
+
+
+@dataclass(frozen=True)
+class Rescale:
+    """Raw-to-HU mapping and where it came from (applied exactly once)."""
+
+    slope: float = 1.0
+    inter: float = 0.0
+    source: str = "stored values"
+
+    @property
+    def is_identity(self) -> bool:
+        return self.slope == 1.0 and self.inter == 0.0
+
+    def output_dtype(self, raw: np.dtype) -> np.dtype:
+        """Keep 16-bit CTs 16-bit: integral slope/intercept stay in integer arithmetic."""
+        if self.is_identity:
+            return raw
+        if float(self.slope).is_integer() and float(self.inter).is_integer() and raw.kind in "iu":
+            return np.dtype(np.int16) if raw.itemsize <= 2 else np.dtype(np.int32)
+        return np.dtype(np.float32)
+
+    def apply(self, raw: np.ndarray, out: np.dtype) -> np.ndarray:
+        if self.is_identity:
+            return raw
+        if out.kind == "f":
+            return raw.astype(out) * out.type(self.slope) + out.type(self.inter)
+        work = raw.astype(np.int32) * int(self.slope) + int(self.inter)
+        info = np.iinfo(out)
+        return np.clip(work, info.min, info.max).astype(out)
+
+
+def load_header(path: str | os.PathLike) -> nib.Nifti1Image:
+    """Open a NIfTI's header and check the file holds all the data it promises."""
+    path = Path(path)
+    if not path.is_file():
+        raise GroundingError(f"{path}: file not found")
+    try:
+        img = nib.load(str(path))
+    except _READ_ERRORS as err:
+        raise GroundingError(f"{path}: not a readable NIfTI file ({_reason(err)})") from None
+    if not isinstance(img, nib.Nifti1Image | nib.Nifti2Image):
+        raise GroundingError(f"{path}: not a NIfTI image ({type(img).__name__})")
+    _check_complete(path, img)
+    return img
+
+
+def _reason(err: BaseException) -> str:
+    return str(err).splitlines()[0] if str(err) else type(err).__name__
+
+
+def _expected_bytes(img: nib.Nifti1Image) -> int:
+    return int(img.dataobj.offset) + int(np.prod(img.shape)) * img.get_data_dtype().itemsize
+
+
+def _check_complete(path: Path, img: nib.Nifti1Image) -> None:
+    """Catch truncated files up front instead of failing at some slice later.
+
+    A gzip's trailer stores the uncompressed size (mod 2**32): a cut-off file ends in
+    compressed bytes instead. Only when that disagrees do we pay for reading the last byte,
+    which also accepts the rare multi-member gzip.
+    """
+    expected = _expected_bytes(img)
+    if path.name.endswith(".gz"):
+        with open(path, "rb") as f:
+            f.seek(-4, os.SEEK_END)
+            isize = int.from_bytes(f.read(4), "little")
+        if isize == expected % 2**32:
+            return
+        proxy = ArrayProxy(str(path), ((expected,), np.uint8, 0, 1.0, 0.0))
+        try:
+            complete = proxy[expected - 1 : expected].size == 1
+        except _READ_ERRORS:
+            complete = False
+        if not complete:
+            raise GroundingError(
+                f"{path}: truncated or corrupt .nii.gz "
+                f"(the header promises {expected} bytes of image data; the file ends early)"
+            )
+    elif path.stat().st_size < expected:
+        raise GroundingError(
+            f"{path}: truncated NIfTI ({path.stat().st_size} bytes, the header promises {expected})"
+        )
+
+
+class _ChunkSource:
+    """Array-like over a NIfTI's stored values that dask slices chunk by chunk."""
+
+    def __init__(self, path: Path, img: nib.Nifti1Image, rescale: Rescale, counter: ReadCounter,
+                 out_dtype: np.dtype | None = None):
+        raw_dtype = img.get_data_dtype()
+        spec = (img.shape, raw_dtype, img.dataobj.offset, 1.0, 0.0)  # unscaled bytes
+        self._proxy = ArrayProxy(str(path), spec, mmap=False, keep_file_open=True)
+        self._path = path
+        self._rescale = rescale
+        self._counter = counter
+        self.shape = tuple(img.shape)
+        self.ndim = len(self.shape)
+        self.dtype = np.dtype(out_dtype or rescale.output_dtype(raw_dtype))
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        try:
+            raw = np.asarray(self._proxy[key])
+        except _READ_ERRORS as err:
+            raise GroundingError(f"{self._path}: cannot read image data ({_reason(err)})") from None
+        self._counter.add(raw.nbytes)
+        if raw.dtype != self.dtype and self._rescale.is_identity:
+            return _narrow_labels(raw, self.dtype)
+        return self._rescale.apply(raw, self.dtype)
+
+
+def _narrow_labels(raw: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    if raw.dtype.kind == "f":
+        raw = np.rint(raw)
+    return raw.astype(dtype)
+
+
+def label_dtype(raw: np.dtype) -> np.dtype:
+    """An integer dtype no wider than ``raw`` for a label mask stored as any type."""
+    if raw.kind in "iu":
+        return raw
+    if raw.kind == "b":
+        return np.dtype(np.uint8)
+    return np.dtype(np.uint8) if raw.itemsize == 1 else np.dtype(np.uint16)
+
+
+def lazy_array(path: str | os.PathLike, img: nib.Nifti1Image, slice_axis: int,
+               rescale: Rescale | None = None, counter: ReadCounter | None = None,
+               out_dtype: np.dtype | None = None) -> da.Array:
+    """The file's array (nibabel's axis order) as dask, one chunk per index of ``slice_axis``."""
+    source = _ChunkSource(Path(path), img, rescale or Rescale(), counter or ReadCounter(), out_dtype)
+    chunks = tuple(1 if axis == slice_axis else n for axis, n in enumerate(source.shape))
+    stat = Path(path).stat()
+    name = "nifti-" + tokenize(str(Path(path).resolve()), stat.st_mtime_ns, stat.st_size,
+                               rescale, source.dtype.str)
+    meta = np.empty((0,) * source.ndim, dtype=source.dtype)
+    return da.from_array(source, chunks=chunks, name=name, meta=meta, asarray=False)
+
+
+def display_orientation(affine: np.ndarray, shape: tuple[int, ...]) -> Orientation:
+    """How to show a 3D array so the patient appears in radiological display orientation."""
+    start = io_orientation(affine)
+    transform = ornt_transform(start, axcodes2ornt(DISPLAY_AXCODES))
+    source_axes = tuple(int(a) for a in np.argsort(transform[:, 0]))
+    flips = tuple(bool(transform[a, 1] == -1) for a in source_axes)
+    return Orientation(source_axes, flips, tuple(int(n) for n in shape))
+
+
+def with_spacing(affine: np.ndarray, spacing: tuple[float, ...]) -> np.ndarray:
+    """The affine with its axis directions kept and voxel sizes replaced."""
+    out = np.array(affine, dtype=float)
+    norms = np.linalg.norm(out[:3, :3], axis=0)
+    norms[norms == 0] = 1.0
+    out[:3, :3] = out[:3, :3] / norms * np.asarray(spacing, dtype=float)
+    return out
+
+
+def open_volume(path: str | os.PathLike, *, image_id: str = "ct", rescale: Rescale | None = None,
+                spacing: tuple[float, float, float] | None = None) -> Image:
+    """A 3D CT as a lazily read, radiologically oriented Image.
+
+    ``rescale`` and ``spacing`` come from side metadata (old CT-RATE volumes); a rescale
+    stored in the NIfTI header itself always wins, so it is never applied twice.
+    """
+    img = load_header(path)
+    if len(img.shape) != 3:
+        raise GroundingError(f"{path}: expected a 3D volume, found shape {tuple(img.shape)}")
+    affine = with_spacing(img.affine, spacing) if spacing else np.array(img.affine, dtype=float)
+    effective = _effective_rescale(img, rescale)
+    orientation = display_orientation(affine, img.shape)
+    counter = ReadCounter()
+    source = lazy_array(path, img, orientation.source_axes[0], effective, counter)
+    axcodes = "".join(str(c) for c in aff2axcodes(affine))
+    return Image(
+        id=image_id,
+        data=orientation.to_display(source),
+        orientation=orientation,
+        affine=affine,
+        kind="ct",
+        contrast_limits=window_limits(CT_DEFAULT_WINDOW),
+        origin=display_origin(affine, orientation),
+        source=str(path),
+        meta={"orientation": axcodes, "hu": effective.source,
+              "stored_dtype": str(img.get_data_dtype())},
+        reads=counter,
+    )
+
+
+def _effective_rescale(img: nib.Nifti1Image, side: Rescale | None) -> Rescale:
+    slope, inter = img.dataobj.slope, img.dataobj.inter
+    header = Rescale(float(slope), float(inter), "NIfTI header scl_slope/scl_inter")
+    if not header.is_identity:
+        return header
+    return side if side is not None else Rescale()
+
+
+def display_origin(affine: np.ndarray, orientation: Orientation) -> tuple[float, ...]:
+    """World millimetres of display voxel 0, measured along the display axes."""
+    corner = orientation.index_to_source(np.zeros(len(orientation.source_axes)))
+    world = affine[:3, :3] @ corner + affine[:3, 3]
+    return tuple(sign * float(world[axis])
+                 for axis, sign in (_DISPLAY_FRAME[c] for c in DISPLAY_AXCODES))

@@ -1,0 +1,181 @@
+"""ReXGroundingCT: finding sentences from ``dataset.json`` and their 4-D masks.
+
+A dataset root holds ``dataset.json`` ({"train", "val", "test"} lists of records) and
+``segmentations/<name>.nii.gz``: one channel per finding (in key order), one label value per
+entity. The CTs themselves come from CT-RATE (see ``ctrate.py``).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import dask.array as da
+
+from ..model import GroundingError, Image, MaskAnnotation, TextItem
+from .nifti import label_dtype, lazy_array, load_header
+
+DATASET = "rexgroundingct"
+SPLITS = ("train", "val", "test")
+
+# Category codes from the dataset card: 1x non-focal (diffuse), 2x focal.
+CATEGORY_NAMES = {
+    "1a": "bronchial wall thickening",
+    "1b": "bronchiectasis",
+    "1c": "emphysema",
+    "1d": "septal thickening",
+    "1e": "micronodules",
+    "1f": "other diffuse",
+    "2a": "linear opacity / scarring",
+    "2b": "atelectasis / consolidation",
+    "2c": "ground glass",
+    "2d": "nodule / mass",
+    "2e": "pleural effusion or thickening",
+    "2f": "honeycombing",
+    "2g": "pneumothorax",
+    "2h": "other focal",
+}
+
+
+@dataclass(frozen=True)
+class Record:
+    """One scan's entry in dataset.json, findings in channel order."""
+
+    name: str  # case id: the CT file name without .nii.gz
+    split: str
+    findings: tuple[str, ...]
+    categories: tuple[str, ...]
+    entity_counts: tuple[int, ...] | None  # None for test records (masks withheld)
+    pixels: tuple[int, ...] | None
+    shape: tuple[int, ...] | None
+    protocol: str
+
+    @property
+    def file_name(self) -> str:
+        return self.name + ".nii.gz"
+
+    @property
+    def has_masks(self) -> bool:
+        return self.pixels is not None
+
+
+def case_name(name: str) -> str:
+    """A case id from a CT or mask file name (with or without .nii/.nii.gz)."""
+    for suffix in (".nii.gz", ".nii"):
+        if name.endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def load_records(path: Path) -> dict[str, Record]:
+    """Every record of a dataset.json, keyed by case id; malformed input says where."""
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise GroundingError(
+            f"{path}: not valid JSON (line {err.lineno}, column {err.colno}: {err.msg})"
+        ) from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise GroundingError(f"{path}: cannot read ({err})") from None
+    if not isinstance(raw, dict) or not any(isinstance(raw.get(s), list) for s in SPLITS):
+        raise GroundingError(f"{path}: expected an object with 'train', 'val' and 'test' lists")
+    records: dict[str, Record] = {}
+    for split in SPLITS:
+        for index, entry in enumerate(raw.get(split) or []):
+            record = _parse_record(entry, f"{path}: {split}[{index}]", split)
+            records[record.name] = record
+    return records
+
+
+def _ordered(mapping: Any, where: str, field_name: str) -> list[tuple[int, Any]]:
+    if not isinstance(mapping, dict):
+        raise GroundingError(f"{where}: '{field_name}' must be an object keyed by finding index")
+    try:
+        return sorted((int(k), v) for k, v in mapping.items())
+    except ValueError:
+        raise GroundingError(f"{where}: '{field_name}' has a key that is not a finding index") from None
+
+
+def _parse_record(entry: Any, where: str, split: str) -> Record:
+    if not isinstance(entry, dict):
+        raise GroundingError(f"{where}: a record must be an object")
+    name = entry.get("name")
+    if not isinstance(name, str) or not name:
+        raise GroundingError(f"{where}: record has no 'name'")
+    where = f"{where} ({name})"
+    findings = _ordered(entry.get("findings"), where, "findings")
+    keys = [k for k, _ in findings]
+    categories = dict(_ordered(entry.get("categories", {}), where, "categories"))
+    optional = {}
+    for field_name in ("entity_counts", "pixels"):
+        if entry.get(field_name) is None:
+            optional[field_name] = None
+            continue
+        values = dict(_ordered(entry[field_name], where, field_name))
+        try:
+            optional[field_name] = tuple(int(values[k]) for k in keys)
+        except (KeyError, TypeError, ValueError):
+            raise GroundingError(f"{where}: '{field_name}' does not give an integer per finding") from None
+    shape = entry.get("shape")
+    return Record(
+        name=case_name(name),
+        split=split,
+        findings=tuple(str(text) for _, text in findings),
+        categories=tuple(str(categories.get(k, "")) for k in keys),
+        entity_counts=optional["entity_counts"],
+        pixels=optional["pixels"],
+        shape=tuple(int(n) for n in shape) if isinstance(shape, list) else None,
+        protocol=str(entry.get("protocol", "")),
+    )
+
+
+def finding_items(record: Record) -> list[TextItem]:
+    """One text item per finding, tagged with its category and linked to its mask."""
+    items = []
+    for index, (text, code) in enumerate(zip(record.findings, record.categories)):
+        tags = {
+            "category": code or "?",
+            "category_name": CATEGORY_NAMES.get(code, "unknown category"),
+            "extent": "focal" if code.startswith("2") else "non-focal",
+        }
+        if record.entity_counts is not None:
+            tags["entities"] = str(record.entity_counts[index])
+        links = [f"mask/{index}"] if record.has_masks else []
+        items.append(TextItem(id=f"finding/{index}", text=text, tags=tags, annotations=links))
+    return items
+
+
+def mask_path(root: Path, record: Record) -> Path:
+    return root / "segmentations" / record.file_name
+
+
+def open_masks(path: Path, record: Record, ct: Image | None) -> tuple[list[MaskAnnotation], list[str]]:
+    """One lazily read mask annotation per finding, and any problem found on the way.
+
+    The masks carry an identity affine; they are voxel-aligned with the CT array, so their
+    geometry is the CT's. A mask that does not fit the CT is reported and left undrawn.
+    """
+    img = load_header(path)
+    shape = tuple(int(n) for n in img.shape)
+    n_findings = len(record.findings)
+    if len(shape) == 3 and n_findings == 1:
+        shape = (1, *shape)  # a single-finding mask saved without its channel axis
+    if len(shape) != 4:
+        return [], [f"{path}: expected a 4-D mask (findings, H, W, D), found shape {shape}"]
+    problems = []
+    if ct is not None and shape[1:] != ct.orientation.source_shape:
+        return [], [f"{path}: mask shape {shape[1:]} does not match the CT's "
+                    f"{ct.orientation.source_shape}; masks not drawn"]
+    if shape[0] != n_findings:
+        problems.append(f"{path}: {shape[0]} mask channels for {n_findings} findings; "
+                        f"linking the first {min(shape[0], n_findings)}")
+    volume = lazy_array(path, img, slice_axis=len(img.shape) - 1,
+                        out_dtype=label_dtype(img.get_data_dtype()))
+    if volume.ndim == 3:
+        volume = volume[None]
+    channels: list[da.Array] = [volume[i] for i in range(min(shape[0], n_findings))]
+    masks = [MaskAnnotation(id=f"mask/{i}", image="ct", data=channel)
+             for i, channel in enumerate(channels)]
+    return masks, problems

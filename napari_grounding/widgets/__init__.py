@@ -1,0 +1,1 @@
+"""Qt widgets (imported only where a viewer exists)."""

@@ -1,0 +1,348 @@
+"""The docked panel: a case's text, and the link between text and what it points at.
+
+Selecting text shows its annotations and moves the view there; clicking the canvas selects the
+text whose annotations cover the clicked point. The panel knows Cases only, never a dataset.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from napari.qt.threading import create_worker
+from napari.utils.notifications import show_error, show_warning
+from qtpy.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ..layers import case_layers, grounding_meta
+from ..metrics import MaskStats, case_mask_stats, display_slice_range, volume_ml
+from ..model import Case, GroundingError
+from ..navigation import item_annotation_ids, item_target, zoom_factor
+from ..windows import CT_WINDOWS, window_limits
+from .text_tree import TextTree
+
+if TYPE_CHECKING:
+    import napari
+
+WINDOW_KEYS = {"lung": "Alt-1", "mediastinum": "Alt-2", "bone": "Alt-3"}
+MASK_MODES = ("all", "selected")
+
+
+class GroundingPanel(QWidget):
+    """Text items of the open case, linked both ways to their annotations in the viewer."""
+
+    def __init__(self, napari_viewer: napari.viewer.Viewer):
+        super().__init__()
+        self.viewer = napari_viewer
+        self.case: Case | None = None
+        self.dataset: Any = None
+        self.stats: dict[str, MaskStats] | None = None
+        self._pending_target: str | None = None
+        self._build()
+        self.viewer.layers.events.inserted.connect(self._on_layer_inserted)
+        self.viewer.mouse_drag_callbacks.append(self._on_mouse)
+        for name, key in WINDOW_KEYS.items():
+            self.viewer.bind_key(key, partial(self._key_window, name), overwrite=True)
+        for layer in list(self.viewer.layers):
+            self._adopt(layer)
+
+    # -- construction -----------------------------------------------------------------------
+    def _build(self) -> None:
+        self.case_box = QComboBox()
+        self.case_box.setVisible(False)
+        self.case_box.activated.connect(self._on_case_chosen)
+        self.title = QLabel("No case open. Open a dataset folder or File > Open Sample.")
+        self.title.setWordWrap(True)
+        self.problems = QLabel()
+        self.problems.setWordWrap(True)
+        self.problems.setStyleSheet("color: #f0a030;")
+        self.problems.setVisible(False)
+        self.tree = TextTree()
+        self.tree.itemSelectionChanged.connect(self._on_tree_selection)
+        self.details = QLabel()
+        self.details.setWordWrap(True)
+        self.mode = QComboBox()
+        self.mode.addItems(["All masks", "Selected only"])
+        self.mode.currentIndexChanged.connect(lambda _: self._apply_display())
+        self.contours = QCheckBox("Contours only")
+        self.contours.toggled.connect(lambda _: self._apply_display())
+        display = QHBoxLayout()
+        display.addWidget(self.mode)
+        display.addWidget(self.contours)
+        windows = QHBoxLayout()
+        self.window_buttons = {}
+        for name in CT_WINDOWS:
+            button = QPushButton(name.capitalize())
+            button.setToolTip(f"CT window {name} ({WINDOW_KEYS[name]})")
+            button.clicked.connect(partial(self.set_window, name))
+            windows.addWidget(button)
+            self.window_buttons[name] = button
+        layout = QVBoxLayout(self)
+        for widget in (self.case_box, self.title, self.problems, self.tree):
+            layout.addWidget(widget)
+        layout.addLayout(display)
+        layout.addLayout(windows)
+        layout.addWidget(self.details)
+
+    # -- cases ------------------------------------------------------------------------------
+    def set_dataset(self, dataset: Any) -> None:
+        """Offer the dataset's cases in a switcher (shown when there are several)."""
+        self.dataset = dataset
+        ids = dataset.case_ids()
+        self.case_box.clear()
+        self.case_box.addItems(ids)
+        self.case_box.setVisible(len(ids) > 1)
+        if self.case is not None and self.case.id in ids:
+            self.case_box.setCurrentIndex(ids.index(self.case.id))
+
+    def _on_case_chosen(self, index: int) -> None:
+        case_id = self.case_box.itemText(index)
+        if self.dataset is None or (self.case is not None and case_id == self.case.id):
+            return
+        try:
+            case = self.dataset.open_case(case_id)
+        except GroundingError as err:
+            show_error(str(err))
+            return
+        self.show_case(case)
+
+    def show_case(self, case: Case) -> None:
+        """Add the case's layers (replacing another case's) and list its text."""
+        for layer in [la for la in self.viewer.layers if grounding_meta(la)]:
+            self.viewer.layers.remove(layer)
+        self.set_case(case)
+        for data, kwargs, layer_type in case_layers(case):
+            getattr(self.viewer, f"add_{layer_type}")(data, **kwargs)
+        self.viewer.reset_view()
+
+    def set_case(self, case: Case) -> None:
+        """List a case whose layers are (or will be) in the viewer."""
+        self.case = case
+        self.stats = None
+        self._pending_target = None
+        self.title.setText(f"<b>{case.dataset}</b> / {case.id}<br>{self._case_badges(case)}")
+        self.title.setToolTip("\n".join(f"{k}: {v}" for k, v in case.tags.items()))
+        self.problems.setText("\n".join(f"⚠ {p}" for p in case.problems))
+        self.problems.setVisible(bool(case.problems))
+        for problem in case.problems:
+            show_warning(problem)
+        self.tree.populate(case)
+        self.details.setText("")
+        self._start_stats(case)
+
+    @staticmethod
+    def _case_badges(case: Case) -> str:
+        positive = [k.split(":", 1)[1] for k, v in case.tags.items()
+                    if k.startswith("label:") and v == "1"]
+        plain = [f"{k}: {v}" for k, v in case.tags.items()
+                 if k in ("split", "scanner", "slices", "masks")]
+        return " · ".join(plain + positive)
+
+    def _on_layer_inserted(self, event: Any) -> None:
+        self._adopt(event.value)
+
+    def _adopt(self, layer: Any) -> None:
+        """Take up the case of a layer added by the reader or the sample menu."""
+        meta = grounding_meta(layer)
+        if meta and (self.case is None or meta["case_key"] != self.case.key):
+            self.set_case(meta["case"])
+        if meta and meta["role"] == "annotation":
+            self._apply_display()
+
+    # -- statistics (off the UI thread) -----------------------------------------------------
+    def _start_stats(self, case: Case) -> None:
+        worker = create_worker(case_mask_stats, case, _start_thread=False)
+        worker.returned.connect(partial(self._on_stats, case))
+        worker.errored.connect(lambda err: show_error(f"mask statistics failed: {err}"))
+        worker.start()
+
+    def _on_stats(self, case: Case, stats: dict[str, MaskStats]) -> None:
+        if case is not self.case:
+            return
+        self.stats = stats
+        self.tree.set_stats(case, stats)
+        self._show_details()
+        if self._pending_target is not None:
+            self._go_to(self._pending_target)
+
+    # -- selection --------------------------------------------------------------------------
+    @property
+    def selected_ids(self) -> list[str]:
+        return self.tree.selected_ids()
+
+    def select_items(self, item_ids: list[str], navigate: bool = True) -> None:
+        """Select text items by id, show their annotations and (optionally) go there."""
+        if self.case is None:
+            return
+        for item_id in item_ids:
+            self.case.item(item_id)  # unknown ids raise a GroundingError
+        self.tree.select_ids(item_ids)
+        self._on_selection(navigate)
+
+    def _on_tree_selection(self) -> None:
+        self._on_selection(navigate=True)
+
+    def _on_selection(self, navigate: bool) -> None:
+        self._apply_display()
+        self._show_details()
+        ids = self.selected_ids
+        if navigate and ids:
+            self._go_to(ids[0])
+
+    def _selected_annotations(self) -> set[str]:
+        if self.case is None:
+            return set()
+        return {a for i in self.selected_ids for a in item_annotation_ids(self.case.item(i))}
+
+    def _mask_layers(self) -> list[tuple[Any, str]]:
+        found = []
+        for layer in self.viewer.layers:
+            meta = grounding_meta(layer)
+            if meta and meta["role"] == "annotation" and self.case is not None \
+                    and meta["case_key"] == self.case.key:
+                found.append((layer, meta["annotation"]))
+        return found
+
+    def _apply_display(self) -> None:
+        only_selected = MASK_MODES[self.mode.currentIndex()] == "selected"
+        chosen = self._selected_annotations()
+        contour = 2 if self.contours.isChecked() else 0
+        for layer, annotation in self._mask_layers():
+            layer.visible = not only_selected or annotation in chosen
+            layer.contour = contour
+
+    def set_mask_mode(self, mode: str, contours: bool | None = None) -> None:
+        self.mode.setCurrentIndex(MASK_MODES.index(mode))
+        if contours is not None:
+            self.contours.setChecked(contours)
+
+    # -- navigation -------------------------------------------------------------------------
+    def _go_to(self, item_id: str) -> None:
+        """Move to the slice through the item's centre and zoom to its extent."""
+        if self.case is None:
+            return
+        if self.stats is None:
+            self._pending_target = item_id  # done when the statistics arrive
+            return
+        self._pending_target = None
+        target = item_target(self.case, self.case.item(item_id), self.stats)
+        if target is None:
+            return
+        dims = self.viewer.dims
+        offset = dims.ndim - target.centre.size
+        displayed = [a - offset for a in dims.displayed if a >= offset]
+        for axis in range(target.centre.size):
+            if axis + offset not in dims.displayed:
+                dims.set_point(axis + offset, float(target.centre[axis]))
+        image_layer = self._image_layer(target.image)
+        if image_layer is None or dims.ndisplay != 2:
+            return
+        self.viewer.fit_to_view(layers=[image_layer])
+        extent = np.asarray(image_layer.extent.world)
+        scene = (extent[1] - extent[0])[displayed]
+        factor = zoom_factor(scene, (target.hi - target.lo)[displayed])
+        self.viewer.camera.center = tuple(float(v) for v in target.centre[displayed])
+        self.viewer.camera.zoom = self.viewer.camera.zoom * factor
+
+    def _image_layer(self, image_id: str) -> Any:
+        for layer in self.viewer.layers:
+            meta = grounding_meta(layer)
+            if meta and meta["role"] == "image" and meta["image"] == image_id:
+                return layer
+        return None
+
+    # -- canvas clicks ----------------------------------------------------------------------
+    def items_at(self, world_position: Any) -> list[str]:
+        """Ids of the items whose masks cover a world point (napari coordinates)."""
+        if self.case is None:
+            return []
+        hits: list[str] = []
+        for layer, annotation in self._mask_layers():
+            index = np.round(layer.world_to_data(world_position)).astype(int)
+            if np.any(index < 0) or np.any(index >= np.asarray(layer.data.shape)):
+                continue
+            if self.stats is not None and not self._in_bbox(annotation, index):
+                continue
+            if np.asarray(layer.data[tuple(index)]).item() != 0:
+                hits += [i.id for i in self.case.items_linked_to(annotation) if i.id not in hits]
+        return hits
+
+    def _in_bbox(self, annotation: str, display_index: np.ndarray) -> bool:
+        stats = self.stats.get(annotation) if self.stats else None
+        if stats is None or stats.bbox is None:
+            return stats is None
+        image = self.case.images[self.case.annotations[annotation].image]
+        source = image.orientation.index_to_source(display_index)
+        return bool(np.all(source >= stats.bbox[0]) and np.all(source <= stats.bbox[1]))
+
+    def _on_mouse(self, viewer: Any, event: Any):
+        if event.button != 1 or viewer.dims.ndisplay != 2:
+            return
+        dragged = False
+        yield
+        while event.type == "mouse_move":
+            dragged = True
+            yield
+        if not dragged:
+            hits = self.items_at(event.position)
+            if hits:
+                self.select_items(hits, navigate=False)
+
+    # -- display ----------------------------------------------------------------------------
+    def set_window(self, name: str) -> None:
+        """Apply a CT window preset to the case's CT images."""
+        low, high = window_limits(name)
+        for layer in self.viewer.layers:
+            meta = grounding_meta(layer)
+            if meta and meta["role"] == "image" and self.case is not None \
+                    and self.case.images[meta["image"]].kind == "ct":
+                lo_range, hi_range = layer.contrast_limits_range
+                layer.contrast_limits_range = (min(lo_range, low), max(hi_range, high))
+                layer.contrast_limits = (low, high)
+
+    def _key_window(self, name: str, _viewer: Any) -> None:
+        self.set_window(name)
+
+    def _show_details(self) -> None:
+        if self.case is None or not self.selected_ids:
+            self.details.setText("")
+            return
+        item = self.case.item(self.selected_ids[0])
+        lines = [f"<b>{item.title or item.id}</b>: {item.text}"]
+        lines += [f"{k}: {v}" for k, v in item.tags.items()]
+        for annotation in self.case.annotations_of(item):
+            lines.append(self._annotation_summary(annotation.id))
+        self.details.setText("<br>".join(lines))
+
+    def _annotation_summary(self, annotation_id: str) -> str:
+        if self.stats is None or annotation_id not in self.stats:
+            return f"{annotation_id}: measuring…"
+        stats = self.stats[annotation_id]
+        image = self.case.images.get(self.case.annotations[annotation_id].image)
+        if image is None:
+            return f"{annotation_id}: {stats.voxels} voxels, instances: {stats.instances}"
+        first_last = display_slice_range(stats, image)
+        where = f", slices {first_last[0]}–{first_last[1]}" if first_last else ""
+        return (f"{annotation_id}: {stats.voxels} voxels, {volume_ml(stats, image):.2f} mL, "
+                f"instances: {stats.instances}{where}")
+
+    # -- teardown ---------------------------------------------------------------------------
+    def closeEvent(self, event: Any) -> None:  # noqa: N802 (Qt's name)
+        self.disconnect_viewer()
+        super().closeEvent(event)
+
+    def disconnect_viewer(self) -> None:
+        """Undo everything the panel hooked into the viewer."""
+        self.viewer.layers.events.inserted.disconnect(self._on_layer_inserted)
+        if self._on_mouse in self.viewer.mouse_drag_callbacks:
+            self.viewer.mouse_drag_callbacks.remove(self._on_mouse)
+        for key in WINDOW_KEYS.values():
+            self.viewer.bind_key(key, None, overwrite=True)

@@ -1,0 +1,94 @@
+"""The text tree of a case: items with category badges, colour swatches and mask numbers."""
+
+from __future__ import annotations
+
+from qtpy.QtCore import Qt
+from qtpy.QtGui import QColor
+from qtpy.QtWidgets import QAbstractItemView, QTreeWidget, QTreeWidgetItem
+
+from ..layers import drawable_masks, finding_colour
+from ..metrics import MaskStats, display_slice_range, volume_ml
+from ..model import Case, TextItem
+
+COLUMNS = ("Text", "Tags", "Voxels", "mL", "Inst.", "Slices")
+BADGE_TAGS = ("category", "extent", "section", "view")
+ID_ROLE = Qt.ItemDataRole.UserRole
+
+
+def badges(item: TextItem) -> str:
+    return " · ".join(item.tags[k] for k in BADGE_TAGS if k in item.tags)
+
+
+def stats_columns(case: Case, item: TextItem, stats: dict[str, MaskStats]) -> list[str]:
+    """Voxels, mL, instances and display slice range over an item's own masks."""
+    own = [(case.annotations[a], stats[a]) for a in item.annotations if a in stats]
+    if not own:
+        return ["", "", "", ""]
+    voxels = sum(s.voxels for _, s in own)
+    ranges = [display_slice_range(s, case.images[a.image]) for a, s in own
+              if a.image in case.images]
+    ranges = [r for r in ranges if r is not None]
+    ml = sum(volume_ml(s, case.images[a.image]) for a, s in own if a.image in case.images)
+    slices = f"{min(r[0] for r in ranges)}–{max(r[1] for r in ranges)}" if ranges else "–"
+    return [str(voxels), f"{ml:.2f}" if ranges else "", str(sum(s.instances for _, s in own)),
+            slices]
+
+
+class TextTree(QTreeWidget):
+    """Shows a case's text items; selection is by item id."""
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.setColumnCount(len(COLUMNS))
+        self.setHeaderLabels(COLUMNS)
+        self.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
+        self.setWordWrap(True)
+        self.setUniformRowHeights(False)
+        self.setColumnWidth(0, 260)
+        self._rows: dict[str, QTreeWidgetItem] = {}
+
+    def populate(self, case: Case) -> None:
+        self.clear()
+        self._rows = {}
+        colours = {m.id: i for i, m in enumerate(drawable_masks(case))}
+        for item in case.items:
+            self.addTopLevelItem(self._row(item, colours))
+        self.expandToDepth(0)
+
+    def _row(self, item: TextItem, colours: dict[str, int]) -> QTreeWidgetItem:
+        row = QTreeWidgetItem([item.title or item.text, badges(item)])
+        row.setData(0, ID_ROLE, item.id)
+        tags = "\n".join(f"{k}: {v}" for k, v in item.tags.items())
+        row.setToolTip(0, f"{item.text}\n\n{tags}".strip())
+        row.setToolTip(1, tags)
+        drawn = [a for a in item.annotations if a in colours]
+        if drawn:
+            r, g, b, _ = finding_colour(colours[drawn[0]])
+            row.setData(0, Qt.ItemDataRole.DecorationRole, QColor.fromRgbF(r, g, b))
+        self._rows[item.id] = row
+        for child in item.children:
+            row.addChild(self._row(child, colours))
+        return row
+
+    def set_stats(self, case: Case, stats: dict[str, MaskStats]) -> None:
+        for item in case.walk():
+            row = self._rows.get(item.id)
+            if row is not None:
+                for column, text in enumerate(stats_columns(case, item, stats), start=2):
+                    row.setText(column, text)
+
+    def selected_ids(self) -> list[str]:
+        return [row.data(0, ID_ROLE) for row in self.selectedItems()]
+
+    def select_ids(self, ids: list[str]) -> None:
+        """Select exactly these items without emitting selection signals."""
+        blocked = self.blockSignals(True)
+        try:
+            self.clearSelection()
+            for item_id in ids:
+                if item_id in self._rows:
+                    self._rows[item_id].setSelected(True)
+            if ids and ids[0] in self._rows:
+                self.scrollToItem(self._rows[ids[0]])
+        finally:
+            self.blockSignals(blocked)
