@@ -53,7 +53,7 @@ def image_layer(case: Case, image: Image) -> LayerData:
 
 
 def _axis_labels(image: Image) -> tuple[str, ...]:
-    names = ("inferior", "posterior", "left") if image.kind == "ct" else ("row", "column")
+    names = ("S→I", "A→P", "R→L") if image.kind == "ct" else ("row", "column")
     return names[-image.data.ndim :]
 
 

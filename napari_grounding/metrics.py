@@ -17,6 +17,15 @@ from dask import delayed
 from .model import Case, Image, MaskAnnotation
 
 
+def compute_isolated(*collections: Any) -> tuple[Any, ...]:
+    """``dask.compute`` on local threads without dask's global callbacks.
+
+    napari registers its chunk cache as a global dask callback while it slices; a compute in
+    another thread that picked it up would race on the cache's bookkeeping (KeyError).
+    """
+    return dask.compute(*collections, scheduler="threads", callbacks=())
+
+
 @dataclass(frozen=True)
 class MaskStats:
     """What a label mask holds, in its source array's index order."""
@@ -82,7 +91,7 @@ def mask_stats_many(masks: Sequence[Any]) -> list[MaskStats]:
         # optimize_graph=False keeps the file-reading tasks shared between channels
         blocks = arr.to_delayed(optimize_graph=False).ravel()
         graphs.append([delayed(_block_profiles)(b) for b in blocks])
-    (partials,) = dask.compute(graphs)
+    (partials,) = compute_isolated(graphs)
     return [_combine(tuple(m.shape), o, p) for m, o, p in zip(masks, offsets, partials)]
 
 

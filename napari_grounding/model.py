@@ -143,6 +143,7 @@ class MaskAnnotation(Annotation):
 
     data: Any = None  # dask array, integer labels, same shape as the image's source array
     kind: str = "mask"
+    reads: ReadCounter | None = None  # shared by masks read from one file
 
 
 @dataclass

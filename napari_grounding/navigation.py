@@ -45,8 +45,8 @@ def item_target(case: Case, item: TextItem, stats: dict[str, MaskStats]) -> Targ
                   np.min(corners, axis=0) - half_voxel, np.max(corners, axis=0) + half_voxel)
 
 
-def zoom_factor(scene_size: np.ndarray, target_size: np.ndarray, min_size_mm: float = 80.0,
-                fill: float = 0.6) -> float:
+def zoom_factor(scene_size: np.ndarray, target_size: np.ndarray, min_size_mm: float = 120.0,
+                fill: float = 0.5) -> float:
     """How much to magnify a whole-scene view so the target fills ``fill`` of it."""
     size = np.maximum(target_size / fill, min_size_mm)
     return float(max(1.0, np.min(scene_size / size)))

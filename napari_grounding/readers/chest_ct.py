@@ -11,7 +11,7 @@ from pathlib import Path
 
 from ..model import Case, GroundingError, Image
 from . import ctrate, rexgroundingct
-from .ctrate import CTRateTables, find_volume, is_fixed
+from .ctrate import CTRateTables, VolumeName, find_volume, is_fixed
 from .nifti import Rescale, open_volume
 from .rexgroundingct import Record, case_name, load_records
 
@@ -138,13 +138,18 @@ class SingleVolume:
 
     @staticmethod
     def _dataset_around(path: Path, images: Path | None) -> ChestCTDataset | None:
-        """The dataset root the file sits in, if any lists this case."""
+        """The dataset root the file sits in: one listing it in dataset.json first."""
         name = case_name(path.name)
-        for folder in list(path.parents)[:6]:
-            if ChestCTDataset.matches(folder):
-                dataset = ChestCTDataset(folder, images)
-                if name in dataset.records or (dataset.tables and dataset.tables.has(name)):
-                    return dataset
+        around = [ChestCTDataset(folder, images) for folder in list(path.parents)[:6]
+                  if ChestCTDataset.matches(folder)]
+        for dataset in around:
+            if name in dataset.records:
+                return dataset
+        for dataset in around:
+            if dataset.tables is not None and dataset.tables.has(name):
+                return dataset
+        if VolumeName.parse(name) is not None:  # a CT-RATE volume away from its tables
+            return ChestCTDataset(path.parent, images)
         return None
 
     @property

@@ -14,7 +14,7 @@ from typing import Any
 
 import dask.array as da
 
-from ..model import GroundingError, Image, MaskAnnotation, TextItem
+from ..model import GroundingError, Image, MaskAnnotation, ReadCounter, TextItem
 from .nifti import label_dtype, lazy_array, load_header
 
 DATASET = "rexgroundingct"
@@ -171,11 +171,12 @@ def open_masks(path: Path, record: Record, ct: Image | None) -> tuple[list[MaskA
     if shape[0] != n_findings:
         problems.append(f"{path}: {shape[0]} mask channels for {n_findings} findings; "
                         f"linking the first {min(shape[0], n_findings)}")
-    volume = lazy_array(path, img, slice_axis=len(img.shape) - 1,
+    reads = ReadCounter()
+    volume = lazy_array(path, img, slice_axis=len(img.shape) - 1, counter=reads,
                         out_dtype=label_dtype(img.get_data_dtype()))
     if volume.ndim == 3:
         volume = volume[None]
     channels: list[da.Array] = [volume[i] for i in range(min(shape[0], n_findings))]
-    masks = [MaskAnnotation(id=f"mask/{i}", image="ct", data=channel)
+    masks = [MaskAnnotation(id=f"mask/{i}", image="ct", data=channel, reads=reads)
              for i, channel in enumerate(channels)]
     return masks, problems

@@ -23,7 +23,13 @@ from qtpy.QtWidgets import (
 )
 
 from ..layers import case_layers, grounding_meta
-from ..metrics import MaskStats, case_mask_stats, display_slice_range, volume_ml
+from ..metrics import (
+    MaskStats,
+    case_mask_stats,
+    compute_isolated,
+    display_slice_range,
+    volume_ml,
+)
 from ..model import Case, GroundingError
 from ..navigation import item_annotation_ids, item_target, zoom_factor
 from ..windows import CT_WINDOWS, window_limits
@@ -34,6 +40,12 @@ if TYPE_CHECKING:
 
 WINDOW_KEYS = {"lung": "Alt-1", "mediastinum": "Alt-2", "bone": "Alt-3"}
 MASK_MODES = ("all", "selected")
+
+
+def viewer_camera(viewer: Any) -> Any:
+    """The viewer's camera: ``viewer.scene.camera`` since napari 0.9, ``viewer.camera`` before."""
+    scene = getattr(viewer, "scene", None)
+    return scene.camera if scene is not None else viewer.camera
 
 
 class GroundingPanel(QWidget):
@@ -85,6 +97,7 @@ class GroundingPanel(QWidget):
             button.clicked.connect(partial(self.set_window, name))
             windows.addWidget(button)
             self.window_buttons[name] = button
+        self.setMinimumWidth(480)  # room for the sentence next to its badges and numbers
         layout = QVBoxLayout(self)
         for widget in (self.case_box, self.title, self.problems, self.tree):
             layout.addWidget(widget)
@@ -214,10 +227,15 @@ class GroundingPanel(QWidget):
     def _apply_display(self) -> None:
         only_selected = MASK_MODES[self.mode.currentIndex()] == "selected"
         chosen = self._selected_annotations()
-        contour = 2 if self.contours.isChecked() else 0
+        contour = 1 if self.contours.isChecked() else 0
+        first_chosen = None
         for layer, annotation in self._mask_layers():
             layer.visible = not only_selected or annotation in chosen
             layer.contour = contour
+            if annotation in chosen and first_chosen is None:
+                first_chosen = layer
+        if first_chosen is not None:  # its label controls are the ones a reviewer wants
+            self.viewer.layers.selection.active = first_chosen
 
     def set_mask_mode(self, mode: str, contours: bool | None = None) -> None:
         self.mode.setCurrentIndex(MASK_MODES.index(mode))
@@ -249,8 +267,9 @@ class GroundingPanel(QWidget):
         extent = np.asarray(image_layer.extent.world)
         scene = (extent[1] - extent[0])[displayed]
         factor = zoom_factor(scene, (target.hi - target.lo)[displayed])
-        self.viewer.camera.center = tuple(float(v) for v in target.centre[displayed])
-        self.viewer.camera.zoom = self.viewer.camera.zoom * factor
+        camera = viewer_camera(self.viewer)
+        camera.center = tuple(float(v) for v in target.centre[displayed])
+        camera.zoom = camera.zoom * factor
 
     def _image_layer(self, image_id: str) -> Any:
         for layer in self.viewer.layers:
@@ -271,7 +290,8 @@ class GroundingPanel(QWidget):
                 continue
             if self.stats is not None and not self._in_bbox(annotation, index):
                 continue
-            if np.asarray(layer.data[tuple(index)]).item() != 0:
+            (value,) = compute_isolated(layer.data[tuple(index)])
+            if np.asarray(value).item() != 0:
                 hits += [i.id for i in self.case.items_linked_to(annotation) if i.id not in hits]
         return hits
 

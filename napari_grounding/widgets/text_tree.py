@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from qtpy.QtCore import Qt
 from qtpy.QtGui import QColor
-from qtpy.QtWidgets import QAbstractItemView, QTreeWidget, QTreeWidgetItem
+from qtpy.QtWidgets import QAbstractItemView, QHeaderView, QTreeWidget, QTreeWidgetItem
 
 from ..layers import drawable_masks, finding_colour
 from ..metrics import MaskStats, display_slice_range, volume_ml
 from ..model import Case, TextItem
 
 COLUMNS = ("Text", "Tags", "Voxels", "mL", "Inst.", "Slices")
-BADGE_TAGS = ("category", "extent", "section", "view")
+BADGE_TAGS = ("category", "extent", "view")
 ID_ROLE = Qt.ItemDataRole.UserRole
 
 
@@ -44,7 +44,13 @@ class TextTree(QTreeWidget):
         self.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
         self.setWordWrap(True)
         self.setUniformRowHeights(False)
-        self.setColumnWidth(0, 260)
+        # the text takes what the badges and numbers leave; full text is in the tooltip
+        header = self.header()
+        header.setStretchLastSection(False)
+        header.setMinimumSectionSize(36)
+        header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        for column in range(1, len(COLUMNS)):
+            header.setSectionResizeMode(column, QHeaderView.ResizeMode.ResizeToContents)
         self._rows: dict[str, QTreeWidgetItem] = {}
 
     def populate(self, case: Case) -> None:

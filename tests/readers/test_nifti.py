@@ -1,0 +1,149 @@
+"""Lazy NIfTI volumes: orientation, HU, dtypes, chunked reads, damaged files."""
+
+from __future__ import annotations
+
+import gzip
+
+import numpy as np
+import pytest
+
+from napari_grounding.metrics import mask_stats
+from napari_grounding.model import GroundingError
+from napari_grounding.readers.nifti import Rescale, open_volume
+from napari_grounding.sample import ras_copy
+from tests.conftest import save_nifti
+
+
+@pytest.fixture(scope="module")
+def lps_and_ras(tmp_path_factory, phantom):
+    folder = tmp_path_factory.mktemp("orient")
+    lps = save_nifti(folder / "lps.nii.gz", phantom.hu, phantom.affine)
+    ras_data, ras_affine = ras_copy(phantom.hu, phantom.affine)
+    ras = save_nifti(folder / "ras.nii.gz", ras_data, ras_affine)
+    return open_volume(lps), open_volume(ras)
+
+
+def test_lps_and_ras_copies_display_the_same_picture(lps_and_ras):
+    lps, ras = lps_and_ras
+    assert lps.meta["orientation"] == "LPS" and ras.meta["orientation"] == "RAS"
+    np.testing.assert_array_equal(lps.data.compute(), ras.data.compute())
+    assert lps.spacing == pytest.approx(ras.spacing)
+    assert lps.origin == pytest.approx(ras.origin)
+
+
+def test_display_is_radiological(lps_and_ras, phantom):
+    """Superior slices first, anterior at the top, patient right on screen left."""
+    lps, _ = lps_and_ras
+    shown = lps.data.compute()
+    assert shown.shape == (60, 128, 128)
+    # nodule: patient right, anterior, superior -> screen left, upper half, early slices
+    z, y, x = np.argwhere(lps.orientation.to_display(phantom.masks[0])).mean(axis=0)
+    assert x < 64 and y < 64 and z < 30
+    # effusion: patient left, posterior, inferior -> screen right, lower half, late slices
+    z, y, x = np.argwhere(lps.orientation.to_display(phantom.masks[1])).mean(axis=0)
+    assert x > 64 and y > 64 and z > 30
+    # the spine (bone) is posterior: bottom of the screen
+    assert np.flatnonzero((shown[30] > 400).any(axis=1)).min() > 64
+    # the trachea is only in the superior slices: the top of the stack
+    assert (shown[:10] <= -990).sum() > (shown[-10:] <= -990).sum()
+
+
+def test_same_finding_centre_in_mm(tmp_path, phantom, lps_and_ras):
+    mask = phantom.masks[0]
+    ras_mask, _ = ras_copy(mask, phantom.affine)
+    lps, ras = lps_and_ras
+    lps_centre = lps.source_to_world(mask_stats(mask).centroid)
+    ras_centre = ras.source_to_world(mask_stats(ras_mask).centroid)
+    np.testing.assert_allclose(lps_centre, ras_centre, atol=1e-4)
+    np.testing.assert_allclose(lps.source_to_display_mm(mask_stats(mask).centroid),
+                               ras.source_to_display_mm(mask_stats(ras_mask).centroid), atol=1e-4)
+    # the phantom's nodule was placed at 70 mm right, 20 mm anterior, 55 mm superior
+    np.testing.assert_allclose(lps_centre, [70, 20, 55], atol=2.5)
+
+
+def test_fixed_volume_values_are_kept(tmp_path, phantom):
+    image = open_volume(save_nifti(tmp_path / "ct.nii.gz", phantom.hu, phantom.affine))
+    assert image.data.dtype == np.int16
+    np.testing.assert_array_equal(image.orientation.to_display(phantom.hu), image.data.compute())
+
+
+def test_side_rescale_applied_once_in_int16(tmp_path, phantom):
+    raw = (phantom.hu.astype(np.int32) + 1024).astype(np.int16)
+    path = save_nifti(tmp_path / "old.nii.gz", raw, phantom.affine)
+    image = open_volume(path, rescale=Rescale(1.0, -1024.0, "CSV"))
+    assert image.data.dtype == np.int16
+    assert image.meta["hu"] == "CSV"
+    np.testing.assert_array_equal(image.data.compute(), image.orientation.to_display(phantom.hu))
+
+
+def test_header_rescale_wins_over_side_rescale(tmp_path, phantom):
+    raw = (phantom.hu.astype(np.int32) + 1024).astype(np.int16)
+    path = save_nifti(tmp_path / "scaled.nii.gz", raw, phantom.affine, slope=1.0, inter=-1024.0)
+    image = open_volume(path, rescale=Rescale(1.0, -1024.0, "CSV"))
+    assert image.meta["hu"].startswith("NIfTI header")
+    assert image.data.dtype == np.int16  # integer rescale: no float copy
+    np.testing.assert_array_equal(image.data.compute(), image.orientation.to_display(phantom.hu))
+
+
+def test_fractional_rescale_is_float32_per_chunk(tmp_path):
+    raw = np.arange(2 * 3 * 4, dtype=np.int16).reshape(2, 3, 4)
+    image = open_volume(save_nifti(tmp_path / "f.nii", raw, np.eye(4)), rescale=Rescale(0.5, -1.0))
+    assert image.data.dtype == np.float32
+    np.testing.assert_allclose(np.sort(image.data.compute().ravel()), np.arange(24) * 0.5 - 1)
+
+
+def test_spacing_override_keeps_directions(tmp_path, phantom):
+    path = save_nifti(tmp_path / "ct.nii.gz", phantom.hu, np.diag([-1.0, -1.0, 1.0, 1.0]))
+    image = open_volume(path, spacing=(0.75, 0.75, 1.5))
+    assert image.source_spacing == pytest.approx((0.75, 0.75, 1.5))
+    assert image.meta["orientation"] == "LPS"
+
+
+def test_one_slice_reads_a_small_fraction(tmp_path, phantom):
+    image = open_volume(save_nifti(tmp_path / "ct.nii.gz", phantom.hu, phantom.affine))
+    assert image.reads.chunks == 0  # opening reads no image data
+    plane = np.asarray(image.data[30])
+    assert plane.shape == (128, 128)
+    assert image.reads.chunks == 1
+    assert image.reads.bytes == 128 * 128 * 2
+    assert image.reads.bytes / phantom.hu.nbytes < 0.02
+
+
+def test_truncated_gzip_is_reported(tmp_path, phantom):
+    path = save_nifti(tmp_path / "ct.nii.gz", phantom.hu, phantom.affine)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(GroundingError, match=r"ct\.nii\.gz: truncated or corrupt \.nii\.gz"):
+        open_volume(path)
+
+
+def test_header_only_gzip_is_reported(tmp_path, phantom):
+    path = save_nifti(tmp_path / "ct.nii.gz", phantom.hu, phantom.affine)
+    path.write_bytes(gzip.decompress(path.read_bytes())[:200])  # not even a header, not gzip
+    with pytest.raises(GroundingError, match="not a readable NIfTI"):
+        open_volume(path)
+
+
+def test_multi_member_gzip_is_accepted(tmp_path, phantom):
+    """A valid gzip whose trailer is not the whole size (two members) still opens."""
+    path = save_nifti(tmp_path / "ct.nii", phantom.hu, phantom.affine)
+    raw = path.read_bytes()
+    two = tmp_path / "two.nii.gz"
+    two.write_bytes(gzip.compress(raw[:1000]) + gzip.compress(raw[1000:]))
+    image = open_volume(two)
+    np.testing.assert_array_equal(image.data[5].compute(), image.orientation.to_display(phantom.hu)[5])
+
+
+def test_truncated_uncompressed_is_reported(tmp_path, phantom):
+    path = save_nifti(tmp_path / "ct.nii", phantom.hu, phantom.affine)
+    path.write_bytes(path.read_bytes()[:-100])
+    with pytest.raises(GroundingError, match="truncated NIfTI"):
+        open_volume(path)
+
+
+def test_not_3d_and_missing(tmp_path):
+    path = save_nifti(tmp_path / "four.nii.gz", np.zeros((2, 3, 4, 5), np.uint8), np.eye(4))
+    with pytest.raises(GroundingError, match=r"expected a 3D volume, found shape \(2, 3, 4, 5\)"):
+        open_volume(path)
+    with pytest.raises(GroundingError, match="file not found"):
+        open_volume(tmp_path / "nope.nii.gz")

@@ -1,0 +1,151 @@
+"""The command line: describe's JSON schema and values, cases, and one-line errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from napari_grounding.cli import main
+from napari_grounding.sample import CASE
+from tests.conftest import ct_path, mask_file
+
+
+def run(capsys, *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture(scope="module")
+def described(sample_root):
+    """describe --json of the sample case, parsed."""
+    out = subprocess.run([sys.executable, "-m", "napari_grounding.cli", "describe",
+                          str(sample_root), "--json"], capture_output=True, text=True, check=True)
+    return json.loads(out.stdout)
+
+
+def test_describe_top_level(described):
+    assert described["dataset"] == "rexgroundingct"
+    assert described["case"] == CASE
+    assert described["problems"] == []
+    (image,) = described["images"]
+    assert image["id"] == "ct" and image["shape"] == [128, 128, 60]
+    assert image["spacing_mm"] == [2.5, 2.5, 5.0] and image["dtype"] == "int16"
+    assert image["orientation"] == "LPS"
+
+
+def test_describe_mask_numbers_match_the_phantom(described, phantom):
+    items = {i["id"]: i for i in described["items"]}
+    for index, mask in enumerate(phantom.masks):
+        (annotation,) = items[f"finding/{index}"]["annotations"]
+        where = np.argwhere(mask)
+        assert annotation["kind"] == "mask" and annotation["image"] == "ct"
+        assert annotation["voxels"] == len(where)
+        assert annotation["instances"] == len(np.unique(mask)) - 1
+        assert annotation["volume_ml"] == pytest.approx(len(where) * 2.5 * 2.5 * 5 / 1000)
+        # bbox and centroid in the source file's own voxel index order (nibabel's)
+        assert annotation["bbox"] == [where.min(axis=0).tolist(), where.max(axis=0).tolist()]
+        assert annotation["centroid"] == pytest.approx(where.mean(axis=0), abs=1e-3)
+    assert items["finding/2"]["annotations"][0]["labels"] == [1, 2]
+
+
+def test_describe_items_have_the_schema_keys(described):
+    def check(item):
+        assert {"id", "text", "tags", "annotations", "children"} <= set(item)
+        for child in item["children"]:
+            check(child)
+
+    for item in described["items"]:
+        check(item)
+    sections = [i for i in described["items"] if i["id"].startswith("report/")]
+    assert sections[2]["title"] == "Findings" and len(sections[2]["children"]) == 5
+
+
+def test_describe_text(capsys, sample_root):
+    code, out, _ = run(capsys, "describe", str(sample_root))
+    assert code == 0
+    assert "finding/0: Solid 16 mm nodule in the upper lobe of the right lung. [2d]  -> mask/0" in out
+
+
+def test_cases_lists_one_line_per_case(capsys, sample_root, shared_data, tmp_path):
+    code, out, _ = run(capsys, "cases", str(sample_root))
+    assert code == 0
+    assert out.splitlines() == [f"{CASE}\ttrain\t3 findings\tmasks\tCT found"]
+    (tmp_path / "dataset.json").write_bytes((shared_data / "rexgroundingct" /
+                                             "dataset.json").read_bytes())
+    code, out, _ = run(capsys, "cases", str(tmp_path))
+    lines = out.splitlines()
+    assert code == 0 and len(lines) == 3142
+    assert lines[0] == "train_1741_b_2\ttrain\t1 findings\tmasks\tCT missing"
+    assert sum("no masks (test split)" in line for line in lines) == 100
+
+
+def test_describe_needs_case_when_several(capsys, shared_data, tmp_path):
+    (tmp_path / "dataset.json").write_bytes((shared_data / "rexgroundingct" /
+                                             "dataset.json").read_bytes())
+    code, _, err = run(capsys, "describe", str(tmp_path), "--json")
+    assert code == 2
+    assert err.strip().endswith(f"(list them with: napari-grounding cases {tmp_path})")
+    assert "holds 3142 cases; name one with --case" in err
+
+
+def test_missing_ct_is_a_warning_with_text(capsys, sample_copy):
+    ct_path(sample_copy).unlink()
+    code, out, err = run(capsys, "describe", str(sample_copy), "--json")
+    assert code == 0
+    assert err.startswith(f"napari-grounding: warning: CT {CASE}.nii.gz not found")
+    described = json.loads(out)
+    assert described["images"] == []
+    annotation = described["items"][0]["annotations"][0]
+    assert annotation["voxels"] == 72 and annotation["volume_ml"] is None
+
+
+@pytest.mark.parametrize(("breakage", "argv", "message"), [
+    ("none", ["describe", "{root}/nowhere"], "nowhere: no such file or folder"),
+    ("json", ["describe", "{root}"], "dataset.json: not valid JSON (line 1, column 2"),
+    ("none", ["describe", "{root}", "--case", "train_7_q_1"], "no case 'train_7_q_1'"),
+    ("none", ["view", "{root}", "--item", "finding/9"], "has no item 'finding/9'"),
+    ("ct", ["describe", "{root}"], "truncated or corrupt .nii.gz"),
+    ("none", ["cases", "{root}", "--images", "{root}/nowhere"], "--images"),
+    ("none", ["describe", "{root}/dataset.json/x"], "no such file or folder"),
+])
+def test_bad_input_exits_2_with_one_line(capsys, sample_copy, breakage, argv, message):
+    if breakage == "json":
+        (sample_copy / "dataset.json").write_text("{oops")
+    if breakage == "ct":
+        path = ct_path(sample_copy)
+        path.write_bytes(path.read_bytes()[:5000])
+    code, out, err = run(capsys, *[a.format(root=sample_copy) for a in argv])
+    assert code == 2
+    assert out == ""
+    assert len(err.strip().splitlines()) == 1
+    assert err.startswith("napari-grounding: error: ") and message in err
+
+
+def test_unreadable_path_kind(capsys, tmp_path):
+    (tmp_path / "notes.txt").write_text("hello")
+    code, _, err = run(capsys, "cases", str(tmp_path / "notes.txt"))
+    assert code == 2 and "not a dataset napari-grounding can read" in err
+
+
+def test_usage_errors_are_one_line(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["describe"])
+    assert exit_info.value.code == 2
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1
+
+
+def test_sample_writes_a_case(capsys, tmp_path):
+    code, out, _ = run(capsys, "sample", str(tmp_path / "s"))
+    assert code == 0 and mask_file(tmp_path / "s").is_file()
+
+
+def test_installed_entry_point(sample_root):
+    exe = os.path.join(os.path.dirname(sys.executable), "napari-grounding")
+    out = subprocess.run([exe, "cases", str(sample_root)], capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.startswith(CASE)

@@ -1,0 +1,67 @@
+"""Mask statistics against plain numpy, and one shared pass over a 4-D file."""
+
+from __future__ import annotations
+
+import dask.array as da
+import numpy as np
+import pytest
+
+from napari_grounding.metrics import mask_stats, mask_stats_many
+from napari_grounding.readers import open_case
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_stats_equal_numpy(seed):
+    rng = np.random.default_rng(seed)
+    mask = (rng.random((17, 13, 11)) > 0.97).astype(np.uint8) * rng.integers(1, 4, (17, 13, 11))
+    stats = mask_stats(da.from_array(mask, chunks=(5, 13, 4)))
+    where = np.argwhere(mask)
+    assert stats.voxels == len(where)
+    assert stats.labels == tuple(np.unique(mask[mask > 0]))
+    assert stats.bbox == (tuple(where.min(axis=0)), tuple(where.max(axis=0)))
+    np.testing.assert_allclose(stats.centroid, where.mean(axis=0))
+
+
+def test_empty_mask():
+    stats = mask_stats(np.zeros((4, 4, 4), np.uint8))
+    assert stats.empty and stats.bbox is None and stats.centroid is None and stats.instances == 0
+
+
+def test_channels_of_one_file_share_reads(sample_root, phantom):
+    case = open_case(sample_root)
+    masks = [case.annotations[f"mask/{i}"].data for i in range(3)]
+    stats = mask_stats_many(masks)
+    assert [s.voxels for s in stats] == [int(np.count_nonzero(m)) for m in phantom.masks]
+    # each z-slice of the (3, 128, 128, 60) mask file is one chunk, read once for all channels
+    reads = case.annotations["mask/0"].reads
+    assert reads is case.annotations["mask/2"].reads
+    assert reads.chunks == 60
+    assert reads.bytes == phantom.masks.nbytes
+
+
+def test_stats_in_a_thread_do_not_race_napari_dask_cache():
+    """napari slices under a global dask Cache callback; our background stats must not share it."""
+    import threading
+
+    from dask.cache import Cache
+
+    rng = np.random.default_rng(0)
+    mask = da.from_array(rng.integers(0, 3, (64, 64, 64)), chunks=(64, 64, 1))
+    expected = mask_stats(mask.compute())
+    errors: list[str] = []
+
+    def background():
+        try:
+            for _ in range(20):
+                assert mask_stats(mask) == expected
+        except Exception as err:  # noqa: BLE001 (reported by the assertion below)
+            errors.append(repr(err))
+
+    thread = threading.Thread(target=background)
+    thread.start()
+    cache = Cache(1e8)
+    while thread.is_alive():
+        with cache:  # what napari's slicing does on the main thread
+            (mask[5] + 1).sum().compute()
+    thread.join()
+    assert errors == []

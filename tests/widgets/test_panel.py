@@ -1,0 +1,261 @@
+"""The docked panel in a real napari viewer (run under Xvfb with Mesa)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+from napari.utils._proxies import ReadOnlyWrapper
+from napari.utils.interactions import mouse_press_callbacks, mouse_release_callbacks
+from napari.utils.key_bindings import coerce_keybinding
+from napari.utils.notifications import notification_manager
+from qtpy.QtCore import Qt
+
+from napari_grounding.layers import grounding_meta
+from napari_grounding.metrics import mask_stats
+from napari_grounding.readers import open_case, open_dataset
+from napari_grounding.sample import CASE, ctrate_volume_path, make_phantom, write_sample
+from napari_grounding.widgets.launch import PANEL, dock_panel, show_case
+from napari_grounding.widgets.panel import viewer_camera
+
+pytestmark = pytest.mark.gui
+
+
+@pytest.fixture
+def viewer_and_panel(make_napari_viewer, qtbot, sample_root):
+    viewer = make_napari_viewer(show=True)
+    viewer.window.resize(1100, 800)
+    panel = show_case(viewer, open_case(sample_root))
+    qtbot.waitUntil(lambda: panel.stats is not None, timeout=20000)
+    return viewer, panel
+
+
+def display_centre(case, index: int) -> np.ndarray:
+    """The display index of a finding's centre, from the masks as numpy (independent path)."""
+    ct = case.images["ct"]
+    mask = np.asarray(case.annotations[f"mask/{index}"].data)
+    return np.argwhere(ct.orientation.to_display(mask)).mean(axis=0)
+
+
+def click(viewer, world_position) -> None:
+    """A press and release at one world point, through napari's own mouse dispatch."""
+    for kind, dispatch in (("mouse_press", mouse_press_callbacks),
+                           ("mouse_release", mouse_release_callbacks)):
+        event = ReadOnlyWrapper(type("E", (), dict(
+            type=kind, position=tuple(world_position), is_dragging=False, button=1,
+            dims_displayed=tuple(viewer.dims.displayed), modifiers=[], handled=False,
+            view_direction=None, dims_point=list(viewer.dims.point), pos=(0, 0)))())
+        dispatch(viewer, event)
+
+
+def coloured_pixels(shot: np.ndarray, hue_channel: int) -> int:
+    """Pixels where one RGB channel clearly dominates the other two."""
+    rgb = shot[..., :3].astype(int)
+    others = [c for c in range(3) if c != hue_channel]
+    return int(np.sum((rgb[..., hue_channel] > rgb[..., others[0]] + 60)
+                      & (rgb[..., hue_channel] > rgb[..., others[1]] + 60)))
+
+
+def test_panel_lists_the_case_text(viewer_and_panel):
+    _, panel = viewer_and_panel
+    tree = panel.tree
+    top = [tree.topLevelItem(i) for i in range(tree.topLevelItemCount())]
+    assert [row.text(0) for row in top[3:]] == ["Clinical information", "Technique", "Findings",
+                                               "Impressions"]
+    assert top[0].text(1) == "2d · focal" and top[2].text(1) == "1c · non-focal"
+    assert top[0].text(2) == "72" and top[2].text(4) == "2"  # voxels, instances
+    assert top[0].text(3) == f"{72 * 2.5 * 2.5 * 5 / 1000:.2f}"
+
+
+@pytest.mark.parametrize("index", [0, 1, 2])
+def test_selecting_a_finding_goes_to_its_centre(viewer_and_panel, index):
+    viewer, panel = viewer_and_panel
+    viewer.reset_view()
+    whole_zoom = viewer_camera(viewer).zoom
+    panel.tree.topLevelItem(index).setSelected(True)  # as a click in the tree does
+    centre = display_centre(panel.case, index)
+    assert viewer.dims.current_step[0] == round(centre[0])
+    ct = panel.case.images["ct"]
+    expected = np.asarray(ct.origin) + centre * np.asarray(ct.spacing)
+    camera = viewer_camera(viewer)
+    np.testing.assert_allclose(camera.center[-2:], expected[1:], atol=1e-3)
+    # the whole finding is on screen; focal findings are zoomed in on, bilateral ones are not
+    mask = ct.orientation.to_display(np.asarray(panel.case.annotations[f"mask/{index}"].data))
+    where = np.argwhere(mask)
+    extent_mm = (np.ptp(where, axis=0) + 1) * np.asarray(ct.spacing)
+    assert np.all(extent_mm[1:] * camera.zoom <= np.asarray(viewer.canvas.size))
+    if panel.case.item(f"finding/{index}").tags["extent"] == "focal":
+        assert camera.zoom > 1.5 * whole_zoom
+    else:
+        assert camera.zoom >= whole_zoom
+    assert panel.selected_ids == [f"finding/{index}"]
+
+
+def test_clicking_a_mask_voxel_selects_its_finding(viewer_and_panel):
+    viewer, panel = viewer_and_panel
+    case = panel.case
+    ct = case.images["ct"]
+    effusion = ct.orientation.to_display(np.asarray(case.annotations["mask/1"].data))
+    voxel = np.argwhere(effusion)[len(np.argwhere(effusion)) // 2]
+    viewer.dims.set_point(0, ct.origin[0] + voxel[0] * ct.spacing[0])
+    world = np.asarray(ct.origin) + voxel * np.asarray(ct.spacing)
+    click(viewer, world)
+    assert panel.selected_ids == ["finding/1"]
+    emphysema = ct.orientation.to_display(np.asarray(case.annotations["mask/2"].data))
+    voxel = np.argwhere(emphysema == 2)[0]  # the second entity selects the same finding
+    click(viewer, np.asarray(ct.origin) + voxel * np.asarray(ct.spacing))
+    assert panel.selected_ids == ["finding/2"]
+    click(viewer, np.asarray(ct.origin))  # air in a corner: selection stays
+    assert panel.selected_ids == ["finding/2"]
+
+
+def test_only_selected_and_contours_change_the_picture(viewer_and_panel, qtbot):
+    viewer, panel = viewer_and_panel
+    panel.set_mask_mode("selected")
+    panel.select_items(["finding/0"])
+    visible = {grounding_meta(la)["annotation"]: la.visible for la in viewer.layers
+               if grounding_meta(la)["role"] == "annotation"}
+    assert visible == {"mask/0": True, "mask/1": False, "mask/2": False}
+    filled = viewer.screenshot(canvas_only=True, flash=False)
+    red_filled = coloured_pixels(filled, 0)
+    assert red_filled > 200  # the nodule, zoomed in, in the first finding's red
+    assert coloured_pixels(filled, 1) == 0
+    panel.contours.setChecked(True)
+    assert all(la.contour == 1 for la in viewer.layers if grounding_meta(la)["role"] == "annotation")
+    outline = coloured_pixels(viewer.screenshot(canvas_only=True, flash=False), 0)
+    assert 0 < outline < red_filled * 0.8
+    panel.contours.setChecked(False)
+    panel.select_items(["finding/1"])
+    effusion = viewer.screenshot(canvas_only=True, flash=False)
+    assert coloured_pixels(effusion, 0) == 0 and coloured_pixels(effusion, 1) > 200
+    panel.set_mask_mode("all")
+    assert all(la.visible for la in viewer.layers)
+
+
+def test_window_presets_by_button_and_key(viewer_and_panel, qtbot):
+    viewer, panel = viewer_and_panel
+    ct_layer = viewer.layers[0]
+    assert tuple(ct_layer.contrast_limits) == (-1350.0, 150.0)
+    qtbot.mouseClick(panel.window_buttons["mediastinum"], Qt.MouseButton.LeftButton)
+    assert tuple(ct_layer.contrast_limits) == (-160.0, 240.0)
+    viewer.keymap[coerce_keybinding("Alt-3")](viewer)
+    assert tuple(ct_layer.contrast_limits) == (-500.0, 1300.0)
+    shot = viewer.screenshot(canvas_only=True, flash=False)
+    assert shot[..., :3].std() > 5  # a real picture, not a black canvas
+
+
+def test_lazy_viewing_reads_few_slices(make_napari_viewer, qtbot, tmp_path):
+    root = write_sample(tmp_path, make_phantom((96, 96, 200), (3.0, 3.0, 1.5)))
+    case = open_case(root)
+    viewer = make_napari_viewer(show=True)
+    panel = show_case(viewer, case, item="finding/0")
+    qtbot.waitUntil(lambda: panel.stats is not None, timeout=20000)
+    viewer.screenshot(canvas_only=True, flash=False)
+    reads = case.images["ct"].reads
+    volume_bytes = 96 * 96 * 200 * 2
+    assert 1 <= reads.chunks <= 6
+    assert reads.bytes <= 0.03 * volume_bytes
+    assert viewer.dims.current_step[0] == round(display_centre(case, 0)[0])
+
+
+def test_lps_and_ras_files_look_the_same(make_napari_viewer, tmp_path, phantom):
+    from napari_grounding.sample import ras_copy
+    from tests.conftest import save_nifti
+
+    lps = save_nifti(tmp_path / "lps.nii.gz", phantom.hu, phantom.affine)
+    ras = save_nifti(tmp_path / "ras.nii.gz", *ras_copy(phantom.hu, phantom.affine))
+    shots = []
+    for path in (lps, ras):
+        viewer = make_napari_viewer(show=True)
+        viewer.window.resize(900, 700)
+        show_case(viewer, open_case(path))
+        viewer.dims.set_current_step(0, 20)
+        shots.append(viewer.screenshot(canvas_only=True, flash=False))
+    assert shots[0].shape == shots[1].shape
+    assert shots[0][..., :3].std() > 5
+    np.testing.assert_array_equal(shots[0], shots[1])
+
+
+def test_reader_plugin_opens_case_and_docks_panel(make_napari_viewer, qtbot, sample_root):
+    viewer = make_napari_viewer()
+    viewer.open(str(sample_root), plugin="napari-grounding")
+    assert [la._type_string for la in viewer.layers] == ["image", "labels", "labels", "labels"]
+    assert PANEL in " ".join(viewer.window.dock_widgets)
+    panel = dock_panel(viewer)
+    assert panel.case is not None and panel.case.id == CASE
+    qtbot.waitUntil(lambda: panel.stats is not None, timeout=20000)
+    panel.select_items(["finding/1"])
+    assert viewer.dims.current_step[0] == round(display_centre(panel.case, 1)[0])
+
+
+def test_reader_bad_input_is_a_notification(make_napari_viewer, tmp_path):
+    (tmp_path / "dataset.json").write_text('{"train": [}')
+    viewer = make_napari_viewer()
+    before = len(notification_manager.records)
+    viewer.open(str(tmp_path), plugin="napari-grounding")
+    assert len(viewer.layers) == 0
+    messages = [str(n.message) for n in notification_manager.records[before:]]
+    assert any("dataset.json: not valid JSON (line 1, column 12" in m for m in messages)
+
+
+def test_text_only_case_shows_its_findings(make_napari_viewer, tmp_path, shared_data):
+    shutil.copy(shared_data / "rexgroundingct" / "dataset.json", tmp_path / "dataset.json")
+    viewer = make_napari_viewer()
+    viewer.open(str(tmp_path), plugin="napari-grounding")
+    panel = dock_panel(viewer)
+    assert len(viewer.layers) == 0
+    assert panel.case.id == "train_1741_b_2"
+    assert panel.tree.topLevelItem(0).text(0).startswith("Irregularly circumscribed nodular")
+    assert panel.problems.isVisibleTo(panel) and "not found" in panel.problems.text()
+
+
+def test_sample_menu_opens_the_phantom(make_napari_viewer, qtbot, tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    viewer = make_napari_viewer()
+    viewer.open_sample("napari-grounding", "ct-phantom")
+    assert len(viewer.layers) == 4
+    assert (tmp_path / "napari-grounding" / "sample" / "ct-phantom" / "dataset.json").is_file()
+    panel = dock_panel(viewer)
+    qtbot.waitUntil(lambda: panel.stats is not None, timeout=20000)
+    assert panel.tree.topLevelItemCount() == 7
+
+
+def test_case_switcher(make_napari_viewer, qtbot, sample_copy):
+    raw = json.loads((sample_copy / "dataset.json").read_text())
+    second = dict(raw["train"][0], name="train_2_a_1.nii.gz",
+                  findings={"0": "Only the nodule."}, categories={"0": "2d"},
+                  entity_counts={"0": 1}, pixels={"0": 72})
+    raw["train"].append(second)
+    (sample_copy / "dataset.json").write_text(json.dumps(raw))
+    second_ct = ctrate_volume_path(sample_copy, "train_2_a_1")
+    second_ct.parent.mkdir(parents=True)
+    shutil.copy(ctrate_volume_path(sample_copy, CASE), second_ct)
+    viewer = make_napari_viewer()
+    dataset = open_dataset(sample_copy)
+    panel = show_case(viewer, dataset.open_case(CASE), dataset=dataset)
+    assert panel.case_box.isVisibleTo(panel) and panel.case_box.count() == 2
+    panel.case_box.setCurrentIndex(1)
+    panel.case_box.activated.emit(1)
+    assert panel.case.id == "train_2_a_1"
+    assert panel.tree.topLevelItem(0).text(0) == "Only the nodule."
+    assert [grounding_meta(la)["case_key"] for la in viewer.layers] == [
+        "rexgroundingct/train_2_a_1"]  # its CT; its mask file is missing
+    assert any("mask file not found" in p for p in panel.case.problems)
+
+
+def test_closing_the_panel_unhooks_the_viewer(make_napari_viewer, sample_root):
+    viewer = make_napari_viewer()
+    panel = show_case(viewer, open_case(sample_root))
+    assert panel._on_mouse in viewer.mouse_drag_callbacks
+    panel.close()
+    assert panel._on_mouse not in viewer.mouse_drag_callbacks
+    assert coerce_keybinding("Alt-1") not in viewer.keymap
+
+
+def test_mask_stats_match_between_panel_and_numpy(viewer_and_panel):
+    _, panel = viewer_and_panel
+    for annotation_id, stats in panel.stats.items():
+        direct = mask_stats(np.asarray(panel.case.annotations[annotation_id].data))
+        assert stats == direct
