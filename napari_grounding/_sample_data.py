@@ -7,7 +7,6 @@ from pathlib import Path
 from platformdirs import user_cache_path
 
 from .layers import LayerData
-from .readers import open_case
 from .sample import CASE, write_sample
 
 

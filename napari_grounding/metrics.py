@@ -56,7 +56,7 @@ def _block_profiles(block: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
 
 def _block_offsets(chunks: tuple[tuple[int, ...], ...]) -> list[tuple[int, ...]]:
     starts = [np.concatenate([[0], np.cumsum(c)[:-1]]).astype(int) for c in chunks]
-    return [tuple(int(s[i]) for s, i in zip(starts, index))
+    return [tuple(int(s[i]) for s, i in zip(starts, index, strict=True))
             for index in np.ndindex(*(len(c) for c in chunks))]
 
 
@@ -64,7 +64,7 @@ def _combine(shape: tuple[int, ...], offsets: list[tuple[int, ...]],
              partials: list[tuple[list[np.ndarray], np.ndarray]]) -> MaskStats:
     profiles = [np.zeros(n, dtype=np.int64) for n in shape]
     labels: set[float] = set()
-    for offset, (block_profiles, block_labels) in zip(offsets, partials):
+    for offset, (block_profiles, block_labels) in zip(offsets, partials, strict=True):
         for axis, profile in enumerate(block_profiles):
             profiles[axis][offset[axis] : offset[axis] + profile.size] += profile
         labels.update(block_labels.tolist())
@@ -92,7 +92,7 @@ def mask_stats_many(masks: Sequence[Any]) -> list[MaskStats]:
         blocks = arr.to_delayed(optimize_graph=False).ravel()
         graphs.append([delayed(_block_profiles)(b) for b in blocks])
     (partials,) = compute_isolated(graphs)
-    return [_combine(tuple(m.shape), o, p) for m, o, p in zip(masks, offsets, partials)]
+    return [_combine(tuple(m.shape), o, p) for m, o, p in zip(masks, offsets, partials, strict=True)]
 
 
 def mask_stats(mask: Any) -> MaskStats:
@@ -127,5 +127,5 @@ def case_mask_stats(case: Case) -> dict[str, MaskStats]:
     if "mask_stats" not in case.cache:
         masks = [a for a in case.annotations.values() if isinstance(a, MaskAnnotation)]
         stats = mask_stats_many([m.data for m in masks])
-        case.cache["mask_stats"] = {m.id: s for m, s in zip(masks, stats)}
+        case.cache["mask_stats"] = {m.id: s for m, s in zip(masks, stats, strict=True)}
     return case.cache["mask_stats"]

@@ -42,7 +42,7 @@ class Orientation:
         """Reorder the trailing axes of ``array`` (source order) into display order."""
         lead = array.ndim - len(self.source_axes)
         flipped = [slice(None)] * array.ndim
-        for axis, flip in zip(self.source_axes, self.flips):
+        for axis, flip in zip(self.source_axes, self.flips, strict=True):
             if flip:
                 flipped[lead + axis] = slice(None, None, -1)
         order = list(range(lead)) + [lead + a for a in self.source_axes]
@@ -52,7 +52,7 @@ class Orientation:
         """A (fractional) source voxel index as a display index."""
         src = np.asarray(source_index, dtype=float)
         out = src[list(self.source_axes)].copy()
-        for j, (axis, flip) in enumerate(zip(self.source_axes, self.flips)):
+        for j, (axis, flip) in enumerate(zip(self.source_axes, self.flips, strict=True)):
             if flip:
                 out[j] = self.source_shape[axis] - 1 - out[j]
         return out
@@ -61,7 +61,7 @@ class Orientation:
         """A display index back in the source's own axis order."""
         disp = np.asarray(display_index, dtype=float)
         out = np.empty_like(disp)
-        for j, (axis, flip) in enumerate(zip(self.source_axes, self.flips)):
+        for j, (axis, flip) in enumerate(zip(self.source_axes, self.flips, strict=True)):
             out[axis] = self.source_shape[axis] - 1 - disp[j] if flip else disp[j]
         return out
 

@@ -43,7 +43,7 @@ class Phantom:
 
 
 def _ellipsoid(u, v, w, centre, radii) -> np.ndarray:
-    return sum(((c - m) / r) ** 2 for c, m, r in zip((u, v, w), centre, radii)) <= 1.0
+    return sum(((c - m) / r) ** 2 for c, m, r in zip((u, v, w), centre, radii, strict=True)) <= 1.0
 
 
 def _segment(u, v, w, start, end, radius) -> np.ndarray:
@@ -57,7 +57,7 @@ def _segment(u, v, w, start, end, radius) -> np.ndarray:
 def make_phantom(shape: tuple[int, int, int] = (128, 128, 60),
                  spacing: tuple[float, float, float] = (2.5, 2.5, 5.0), seed: int = 0) -> Phantom:
     """The phantom CT (HU) and its finding masks; millimetre geometry independent of shape."""
-    axes = [(np.arange(n) - (n - 1) / 2) * s for n, s in zip(shape, spacing)]
+    axes = [(np.arange(n) - (n - 1) / 2) * s for n, s in zip(shape, spacing, strict=True)]
     u, v, w = np.meshgrid(*axes, indexing="ij", sparse=True)  # left+, posterior+, superior+
     hu = np.full(shape, -1000, dtype=np.int16)
     body = ((u / 150) ** 2 + (v / 110) ** 2 <= 1) & (np.abs(w) <= 140)
@@ -88,7 +88,7 @@ def make_phantom(shape: tuple[int, int, int] = (128, 128, 60),
     noise = np.random.default_rng(seed).normal(0, 12, shape).astype(np.int16)
     hu = np.where(hu > -1000, hu + noise, hu).astype(np.int16)
     affine = np.diag([-spacing[0], -spacing[1], spacing[2], 1.0])
-    affine[:3, 3] = [s * (n - 1) / 2 for s, n in zip(spacing, shape)]
+    affine[:3, 3] = [s * (n - 1) / 2 for s, n in zip(spacing, shape, strict=True)]
     affine[2, 3] *= -1
     return Phantom(hu, masks, affine)
 

@@ -134,7 +134,7 @@ def _parse_record(entry: Any, where: str, split: str) -> Record:
 def finding_items(record: Record) -> list[TextItem]:
     """One text item per finding, tagged with its category and linked to its mask."""
     items = []
-    for index, (text, code) in enumerate(zip(record.findings, record.categories)):
+    for index, (text, code) in enumerate(zip(record.findings, record.categories, strict=True)):
         tags = {
             "category": code or "?",
             "category_name": CATEGORY_NAMES.get(code, "unknown category"),

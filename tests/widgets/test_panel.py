@@ -190,6 +190,13 @@ def test_reader_plugin_opens_case_and_docks_panel(make_napari_viewer, qtbot, sam
     assert viewer.dims.current_step[0] == round(display_centre(panel.case, 1)[0])
 
 
+def test_dataset_json_opens_without_naming_the_plugin(make_napari_viewer, sample_root):
+    viewer = make_napari_viewer()
+    viewer.open(str(sample_root / "dataset.json"), plugin=None)  # as `napari PATH` does
+    assert len(viewer.layers) == 4
+    assert dock_panel(viewer).case.key == f"rexgroundingct/{CASE}"
+
+
 def test_reader_bad_input_is_a_notification(make_napari_viewer, tmp_path):
     (tmp_path / "dataset.json").write_text('{"train": [}')
     viewer = make_napari_viewer()
