@@ -10,9 +10,10 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from .model import Case, GroundingError, TextItem
-from .readers import open_case, open_dataset
+from .readers import open_dataset
 
 PROG = "napari-grounding"
 
@@ -68,7 +69,7 @@ def _text_lines(item: TextItem, depth: int = 0) -> list[str]:
 def _describe(args: argparse.Namespace) -> None:
     from .describe import describe_case
 
-    case = _open_named_case(args)
+    _, case = _open_named_case(args, require_name=True)
     _warn(case)
     if args.json:
         json.dump(describe_case(case), sys.stdout, indent=2)
@@ -82,17 +83,23 @@ def _describe(args: argparse.Namespace) -> None:
         print("\n".join("  " + line for line in _text_lines(item)))
 
 
-def _open_named_case(args: argparse.Namespace) -> Case:
-    if args.case is None:
-        ids = open_dataset(args.path, args.images).case_ids()
-        if len(ids) > 1:
+def _open_named_case(args: argparse.Namespace, require_name: bool) -> tuple[Any, Case]:
+    """The dataset at PATH and its case named by --case (or its only, or first, case)."""
+    dataset = open_dataset(args.path, args.images)
+    name = args.case
+    if name is None:
+        ids = dataset.case_ids()
+        if not ids:
+            raise GroundingError(f"{args.path}: holds no cases")
+        if require_name and len(ids) > 1:
             raise GroundingError(f"{args.path} holds {len(ids)} cases; name one with --case "
                                  f"(list them with: {PROG} cases {args.path})")
-    return open_case(args.path, args.case, args.images)
+        name = ids[0]
+    return dataset, dataset.open_case(name)
 
 
 def _view(args: argparse.Namespace) -> None:
-    case = open_case(args.path, args.case, args.images)
+    dataset, case = _open_named_case(args, require_name=False)
     if args.item:
         case.item(args.item)  # unknown item: fail before a window opens
     _warn(case)
@@ -101,7 +108,7 @@ def _view(args: argparse.Namespace) -> None:
     from .widgets.launch import show_case
 
     viewer = napari.Viewer(title=f"napari-grounding: {case.key}")
-    show_case(viewer, case, item=args.item, dataset=open_dataset(args.path, args.images))
+    show_case(viewer, case, item=args.item, dataset=dataset)
     napari.run()
 
 

@@ -172,7 +172,8 @@ class GroundingPanel(QWidget):
 
     # -- statistics (off the UI thread) -----------------------------------------------------
     def _start_stats(self, case: Case) -> None:
-        worker = create_worker(case_mask_stats, case, _start_thread=False)
+        progress = {"total": 0, "desc": f"Measuring the masks of {case.id}"}
+        worker = create_worker(case_mask_stats, case, _start_thread=False, _progress=progress)
         worker.returned.connect(partial(self._on_stats, case))
         worker.errored.connect(lambda err: show_error(f"mask statistics failed: {err}"))
         worker.start()

@@ -266,3 +266,21 @@ def test_mask_stats_match_between_panel_and_numpy(viewer_and_panel):
     for annotation_id, stats in panel.stats.items():
         direct = mask_stats(np.asarray(panel.case.annotations[annotation_id].data))
         assert stats == direct
+
+
+def test_view_command_opens_the_case_at_the_item(monkeypatch, qtbot, sample_root):
+    import napari
+
+    from napari_grounding.cli import main
+
+    monkeypatch.setattr(napari, "run", lambda: None)  # keep the window, skip the event loop
+    assert main(["view", str(sample_root), "--item", "finding/1"]) == 0
+    viewer = napari.current_viewer()
+    try:
+        panel = dock_panel(viewer)
+        qtbot.waitUntil(lambda: panel.stats is not None, timeout=20000)
+        assert panel.selected_ids == ["finding/1"]
+        assert viewer.dims.current_step[0] == round(display_centre(panel.case, 1)[0])
+        assert viewer.title == f"napari-grounding: rexgroundingct/{CASE}"
+    finally:
+        viewer.close()
