@@ -4,8 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from .metrics import MaskStats, case_mask_stats, display_slice_range, volume_ml
-from .model import Annotation, Case, Image, MaskAnnotation, TextItem
+from .metrics import (
+    AnnotationStats,
+    MaskStats,
+    ShapeStats,
+    case_stats,
+    display_slice_range,
+    volume_ml,
+)
+from .model import Annotation, Case, ContourAnnotation, Image, MaskAnnotation, TextItem
 
 
 def _round(values: Any, digits: int = 3) -> list[float]:
@@ -13,7 +20,7 @@ def _round(values: Any, digits: int = 3) -> list[float]:
 
 
 def image_dict(image: Image) -> dict[str, Any]:
-    """Shape and spacing in the source file's own axis order."""
+    """Shape and spacing in the source file's own axis order (pixels for 2D images)."""
     return {
         "id": image.id,
         "kind": image.kind,
@@ -35,19 +42,51 @@ def mask_dict(mask: MaskAnnotation, stats: MaskStats, image: Image | None) -> di
         out["volume_ml"] = round(volume_ml(stats, image), 4) if image else None
     out["bbox"] = [list(stats.bbox[0]), list(stats.bbox[1])] if stats.bbox else None
     out["centroid"] = _round(stats.centroid) if stats.centroid else None
-    if image is not None and stats.centroid is not None:
+    if three_d and image is not None and stats.centroid is not None:
         out["centroid_mm"] = _round(image.source_to_world(stats.centroid))
-        if three_d:
-            out["slice_range"] = list(display_slice_range(stats, image))
+        out["slice_range"] = list(display_slice_range(stats, image))
+    return out
+
+
+def shape_dict(annotation: Annotation, stats: ShapeStats) -> dict[str, Any]:
+    out: dict[str, Any] = {"id": annotation.id, "kind": annotation.kind, "set": annotation.set,
+                           "image": annotation.image, "points": stats.points}
+    if isinstance(annotation, ContourAnnotation):
+        out["closed"] = annotation.closed
+    out["bbox"] = [_round(stats.bbox[0]), _round(stats.bbox[1])] if stats.bbox else None
+    out["centroid"] = _round(stats.centroid) if stats.centroid else None
     return out
 
 
 def annotation_dict(case: Case, annotation: Annotation) -> dict[str, Any]:
-    image = case.images.get(annotation.image)
-    if isinstance(annotation, MaskAnnotation):
-        return mask_dict(annotation, case_mask_stats(case)[annotation.id], image)
+    stats = case_stats(case).get(annotation.id)
+    if isinstance(stats, MaskStats):
+        return mask_dict(annotation, stats, case.images.get(annotation.image))
+    if isinstance(stats, ShapeStats):
+        return shape_dict(annotation, stats)
     return {"id": annotation.id, "kind": annotation.kind, "set": annotation.set,
             "image": annotation.image}
+
+
+def annotation_summary(case: Case, annotation_id: str,
+                       stats: dict[str, AnnotationStats] | None) -> str:
+    """One line for the panel: what an annotation holds."""
+    annotation = case.annotations[annotation_id]
+    found = stats.get(annotation_id) if stats else None
+    if found is None:
+        return f"{annotation_id}: measuring…"
+    if isinstance(found, ShapeStats):
+        return f"{annotation_id} [{annotation.set}]: {annotation.kind}, {found.points} points"
+    image = case.images.get(annotation.image)
+    three_d = len(found.shape) == 3
+    parts = [f"{found.voxels} {'voxels' if three_d else 'pixels'}"]
+    if three_d and image is not None:
+        parts.append(f"{volume_ml(found, image):.2f} mL")
+    parts.append(f"instances: {found.instances}")
+    first_last = display_slice_range(found, image) if image is not None else None
+    if first_last:
+        parts.append(f"slices {first_last[0]}–{first_last[1]}")
+    return f"{annotation_id} [{annotation.set}]: " + ", ".join(parts)
 
 
 def item_dict(case: Case, item: TextItem) -> dict[str, Any]:

@@ -9,18 +9,20 @@ from __future__ import annotations
 import colorsys
 from typing import Any
 
-from .model import Case, Image, MaskAnnotation
+import numpy as np
+
+from .model import Annotation, Case, ContourAnnotation, Image, MaskAnnotation
 
 META_KEY = "napari_grounding"
 LayerData = tuple[Any, dict[str, Any], str]
-# Hues for successive findings; instances of one finding share its hue at other lightnesses.
+# Hues for successive items; instances of one item share its hue at other lightnesses.
 _HUES = (0.0, 0.33, 0.6, 0.12, 0.8, 0.48, 0.92, 0.2, 0.7, 0.04, 0.4, 0.55, 0.87)
 _LIGHTNESS = (0.5, 0.7, 0.35, 0.6, 0.42, 0.78)
 _INSTANCE_COLOURS = 64
 
 
 def finding_colour(index: int, instance: int = 1) -> tuple[float, float, float, float]:
-    """RGBA of instance ``instance`` (1-based) of the ``index``-th annotation."""
+    """RGBA of instance ``instance`` (1-based) of the ``index``-th colour slot."""
     hue = _HUES[index % len(_HUES)]
     lightness = _LIGHTNESS[(instance - 1) % len(_LIGHTNESS)]
     saturation = 0.95 if instance <= len(_LIGHTNESS) else 0.6
@@ -34,56 +36,90 @@ def label_colormap(index: int) -> dict[Any, tuple[float, ...]]:
     return colours
 
 
+def colour_slots(case: Case) -> dict[str, int]:
+    """Annotation id -> colour slot: that of the first item linking it, one block per set,
+    so a structure's mask and contour match and a second annotation set stands apart."""
+    items = list(case.walk())
+    sets = list(dict.fromkeys(a.set for a in case.annotations.values()))
+    slots = {}
+    for position, annotation in enumerate(case.annotations.values()):
+        linked = [i for i, item in enumerate(items) if annotation.id in item.annotations]
+        base = linked[0] if linked else len(items) + position
+        slots[annotation.id] = base + sets.index(annotation.set) * max(len(items), 1)
+    return slots
+
+
+def drawable(case: Case) -> list[Annotation]:
+    """Annotations whose image is present, in case order."""
+    return [a for a in case.annotations.values()
+            if isinstance(a, MaskAnnotation | ContourAnnotation) and a.image in case.images]
+
+
 def _meta(case: Case, role: str, **ids: str) -> dict[str, Any]:
     return {META_KEY: {"case": case, "case_key": case.key, "role": role, **ids}}
 
 
+def _geometry(image: Image) -> dict[str, Any]:
+    three_d = image.data.ndim == 3
+    return {"scale": image.spacing, "translate": image.origin,
+            "units": "mm" if three_d else "pixel",
+            "axis_labels": ("S→I", "A→P", "R→L") if three_d else ("row", "column")}
+
+
 def image_layer(case: Case, image: Image) -> LayerData:
     kwargs = {
-        "name": f"{case.id} {image.id}",
-        "scale": image.spacing,
-        "translate": image.origin,
+        "name": f"{case.id} {image.label}",
         "contrast_limits": image.contrast_limits,
         "colormap": "gray",
-        "units": "mm",
-        "axis_labels": _axis_labels(image),
+        "multiscale": bool(image.pyramid),
         "metadata": _meta(case, "image", image=image.id),
+        **_geometry(image),
     }
-    return image.data, kwargs, "image"
+    return (image.pyramid or image.data), kwargs, "image"
 
 
-def _axis_labels(image: Image) -> tuple[str, ...]:
-    names = ("S→I", "A→P", "R→L") if image.kind == "ct" else ("row", "column")
-    return names[-image.data.ndim :]
+def _layer_name(case: Case, annotation: Annotation) -> str:
+    items = case.items_linked_to(annotation.id)
+    title = items[0].id if items else annotation.id
+    kind = "" if annotation.kind == "mask" else f" {annotation.kind}"
+    return f"{title}{kind} [{annotation.set}]"
 
 
-def mask_layer(case: Case, mask: MaskAnnotation, index: int) -> LayerData:
+def mask_layer(case: Case, mask: MaskAnnotation, slot: int) -> LayerData:
     image = case.images[mask.image]
-    items = case.items_linked_to(mask.id)
-    title = items[0].id if items else mask.id
     kwargs = {
-        "name": f"{title} [{mask.set}]",
-        "scale": image.spacing,
-        "translate": image.origin,
+        "name": _layer_name(case, mask),
         "opacity": 0.55,
-        "colormap": label_colormap(index),
-        "units": "mm",
-        "axis_labels": _axis_labels(image),
+        "colormap": label_colormap(slot),
         "metadata": _meta(case, "annotation", annotation=mask.id, image=mask.image),
+        **_geometry(image),
     }
     return image.orientation.to_display(mask.data), kwargs, "labels"
 
 
-def drawable_masks(case: Case) -> list[MaskAnnotation]:
-    """Masks whose image is present; their position picks their colour."""
-    return [a for a in case.annotations.values()
-            if isinstance(a, MaskAnnotation) and a.image in case.images]
+def contour_layer(case: Case, contour: ContourAnnotation, slot: int) -> LayerData:
+    image = case.images[contour.image]
+    kwargs = {
+        "name": _layer_name(case, contour),
+        "shape_type": "polygon" if contour.closed else "path",
+        "edge_color": [finding_colour(slot)],
+        "face_color": [(0.0, 0.0, 0.0, 0.0)],
+        "edge_width": max(1.0, max(image.orientation.source_shape) / 400),
+        "metadata": _meta(case, "annotation", annotation=contour.id, image=contour.image),
+        **_geometry(image),
+    }
+    return [np.asarray(contour.points, dtype=float)], kwargs, "shapes"
 
 
 def case_layers(case: Case) -> list[LayerData]:
-    """The images first, then each drawable annotation."""
+    """The images first, then each drawable annotation: masks, then contours."""
+    slots = colour_slots(case)
     layers = [image_layer(case, image) for image in case.images.values()]
-    layers += [mask_layer(case, mask, i) for i, mask in enumerate(drawable_masks(case))]
+    annotations = drawable(case)
+    layers += [mask_layer(case, a, slots[a.id]) for a in annotations
+               if isinstance(a, MaskAnnotation)]
+    layers += [contour_layer(case, a, slots[a.id]) for a in annotations
+               if isinstance(a, ContourAnnotation)]
     return layers
 
 

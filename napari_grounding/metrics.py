@@ -14,7 +14,7 @@ import dask
 import numpy as np
 from dask import delayed
 
-from .model import Case, Image, MaskAnnotation
+from .model import Case, ContourAnnotation, Image, MaskAnnotation
 
 
 def compute_isolated(*collections: Any) -> tuple[Any, ...]:
@@ -43,6 +43,47 @@ class MaskStats:
     @property
     def empty(self) -> bool:
         return self.voxels == 0
+
+    @property
+    def weight(self) -> float:
+        """How much this annotation counts when several share a centre."""
+        return float(self.voxels)
+
+
+@dataclass(frozen=True)
+class ShapeStats:
+    """Extent of a contour or box: vertices, bounding box and centre, in (row, column) order."""
+
+    points: int
+    bbox: tuple[tuple[float, ...], tuple[float, ...]] | None
+    centroid: tuple[float, ...] | None
+
+    @property
+    def empty(self) -> bool:
+        return self.points == 0
+
+    @property
+    def weight(self) -> float:
+        return 1.0
+
+
+AnnotationStats = MaskStats | ShapeStats
+
+
+def shape_stats(points: Any) -> ShapeStats:
+    vertices = np.asarray(points, dtype=float).reshape(-1, 2)
+    if vertices.size == 0:
+        return ShapeStats(0, None, None)
+    lo, hi = vertices.min(axis=0), vertices.max(axis=0)
+    return ShapeStats(len(vertices), (tuple(lo.tolist()), tuple(hi.tolist())),
+                      tuple(vertices.mean(axis=0).tolist()))
+
+
+def dice(a: Any, b: Any) -> float:
+    """Dice overlap of two masks' foregrounds (1.0 when both are empty)."""
+    a, b = np.asarray(a) != 0, np.asarray(b) != 0
+    total = int(a.sum()) + int(b.sum())
+    return 1.0 if total == 0 else 2.0 * int(np.logical_and(a, b).sum()) / total
 
 
 def _block_profiles(block: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
@@ -104,16 +145,16 @@ def volume_ml(stats: MaskStats, image: Image) -> float:
     return stats.voxels * image.voxel_volume_mm3 / 1000.0
 
 
-def display_slice_range(stats: MaskStats, image: Image) -> tuple[int, int] | None:
-    """First and last display slice (axis 0) the mask touches."""
-    if stats.bbox is None:
+def display_slice_range(stats: AnnotationStats, image: Image) -> tuple[int, int] | None:
+    """First and last display slice (axis 0) a 3D mask touches."""
+    if stats.bbox is None or len(stats.bbox[0]) != 3:
         return None
     lo = image.orientation.index_to_display(stats.bbox[0])[0]
     hi = image.orientation.index_to_display(stats.bbox[1])[0]
     return int(min(lo, hi)), int(max(lo, hi))
 
 
-def display_extent(stats: MaskStats, image: Image) -> tuple[np.ndarray, np.ndarray] | None:
+def display_extent(stats: AnnotationStats, image: Image) -> tuple[np.ndarray, np.ndarray] | None:
     """Bounding box corners in napari world coordinates (mm), sorted per axis."""
     if stats.bbox is None:
         return None
@@ -122,10 +163,13 @@ def display_extent(stats: MaskStats, image: Image) -> tuple[np.ndarray, np.ndarr
     return np.minimum(a, b), np.maximum(a, b)
 
 
-def case_mask_stats(case: Case) -> dict[str, MaskStats]:
-    """Statistics of every mask of a case, computed in one pass and kept on the case."""
-    if "mask_stats" not in case.cache:
+def case_stats(case: Case) -> dict[str, AnnotationStats]:
+    """Statistics of every annotation of a case (masks in one pass), kept on the case."""
+    if "stats" not in case.cache:
         masks = [a for a in case.annotations.values() if isinstance(a, MaskAnnotation)]
-        stats = mask_stats_many([m.data for m in masks])
-        case.cache["mask_stats"] = {m.id: s for m, s in zip(masks, stats, strict=True)}
-    return case.cache["mask_stats"]
+        stats: dict[str, AnnotationStats] = dict(
+            zip([m.id for m in masks], mask_stats_many([m.data for m in masks]), strict=True))
+        stats.update({a.id: shape_stats(a.points) for a in case.annotations.values()
+                      if isinstance(a, ContourAnnotation)})
+        case.cache["stats"] = stats
+    return case.cache["stats"]

@@ -98,6 +98,14 @@ class Image:
     source: str = ""
     meta: dict[str, Any] = field(default_factory=dict)
     reads: ReadCounter | None = None
+    # coarser copies of ``data`` for large images (level 0 is ``data`` itself), or empty
+    pyramid: list[Any] = field(default_factory=list)
+
+    @property
+    def label(self) -> str:
+        """How a view switcher names this image (its view position when known)."""
+        view = self.meta.get("view")
+        return f"{self.id} ({view})" if view else self.id
 
     @property
     def source_spacing(self) -> tuple[float, ...]:
@@ -144,6 +152,15 @@ class MaskAnnotation(Annotation):
     data: Any = None  # dask array, integer labels, same shape as the image's source array
     kind: str = "mask"
     reads: ReadCounter | None = None  # shared by masks read from one file
+
+
+@dataclass(kw_only=True)
+class ContourAnnotation(Annotation):
+    """A polygon on an image: (N, 2) vertices in the image's (row, column) order."""
+
+    points: Any = None
+    closed: bool = True
+    kind: str = "contour"
 
 
 @dataclass

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .metrics import MaskStats
+from .metrics import AnnotationStats
 from .model import Case, Image, TextItem
 
 
@@ -28,8 +28,8 @@ def item_annotation_ids(item: TextItem) -> list[str]:
     return ids
 
 
-def item_target(case: Case, item: TextItem, stats: dict[str, MaskStats]) -> Target | None:
-    """Voxel-weighted centre and joint extent of an item's non-empty masks on one image."""
+def item_target(case: Case, item: TextItem, stats: dict[str, AnnotationStats]) -> Target | None:
+    """Weighted centre and joint extent of an item's non-empty annotations on one image."""
     found = [(case.annotations[a], stats[a]) for a in item_annotation_ids(item)
              if a in stats and not stats[a].empty and case.annotations[a].image in case.images]
     if not found:
@@ -37,7 +37,7 @@ def item_target(case: Case, item: TextItem, stats: dict[str, MaskStats]) -> Targ
     image_id = found[0][0].image
     image: Image = case.images[image_id]
     found = [(a, s) for a, s in found if a.image == image_id]
-    weights = np.array([s.voxels for _, s in found], dtype=float)
+    weights = np.array([s.weight for _, s in found], dtype=float)
     centroid = np.average([s.centroid for _, s in found], axis=0, weights=weights)
     corners = [image.source_to_display_mm(c) for _, s in found for c in s.bbox]
     half_voxel = np.asarray(image.spacing) / 2

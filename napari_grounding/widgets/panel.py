@@ -21,16 +21,16 @@ from qtpy.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
+from skimage.measure import points_in_poly
 
+from ..describe import annotation_summary
 from ..layers import case_layers, grounding_meta
 from ..metrics import (
-    MaskStats,
-    case_mask_stats,
+    AnnotationStats,
+    case_stats,
     compute_isolated,
-    display_slice_range,
-    volume_ml,
 )
-from ..model import Case, GroundingError
+from ..model import Case, ContourAnnotation, GroundingError
 from ..navigation import item_annotation_ids, item_target, zoom_factor
 from ..windows import CT_WINDOWS, window_limits
 from .text_tree import TextTree
@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     import napari
 
 WINDOW_KEYS = {"lung": "Alt-1", "mediastinum": "Alt-2", "bone": "Alt-3"}
+NEXT_VIEW_KEY = "Alt-V"
 MASK_MODES = ("all", "selected")
 
 
@@ -56,13 +57,14 @@ class GroundingPanel(QWidget):
         self.viewer = napari_viewer
         self.case: Case | None = None
         self.dataset: Any = None
-        self.stats: dict[str, MaskStats] | None = None
+        self.stats: dict[str, AnnotationStats] | None = None
         self._pending_target: str | None = None
         self._build()
         self.viewer.layers.events.inserted.connect(self._on_layer_inserted)
         self.viewer.mouse_drag_callbacks.append(self._on_mouse)
         for name, key in WINDOW_KEYS.items():
             self.viewer.bind_key(key, partial(self._key_window, name), overwrite=True)
+        self.viewer.bind_key(NEXT_VIEW_KEY, self._key_next_view, overwrite=True)
         for layer in list(self.viewer.layers):
             self._adopt(layer)
 
@@ -77,6 +79,10 @@ class GroundingPanel(QWidget):
         self.problems.setWordWrap(True)
         self.problems.setStyleSheet("color: #f0a030;")
         self.problems.setVisible(False)
+        self.view_box = QComboBox()
+        self.view_box.setToolTip("Image of the case shown (Alt-V: next)")
+        self.view_box.setVisible(False)
+        self.view_box.currentIndexChanged.connect(lambda _: self._apply_display())
         self.tree = TextTree()
         self.tree.itemSelectionChanged.connect(self._on_tree_selection)
         self.details = QLabel()
@@ -99,7 +105,7 @@ class GroundingPanel(QWidget):
             self.window_buttons[name] = button
         self.setMinimumWidth(480)  # room for the sentence next to its badges and numbers
         layout = QVBoxLayout(self)
-        for widget in (self.case_box, self.title, self.problems, self.tree):
+        for widget in (self.case_box, self.title, self.problems, self.view_box, self.tree):
             layout.addWidget(widget)
         layout.addLayout(display)
         layout.addLayout(windows)
@@ -147,6 +153,15 @@ class GroundingPanel(QWidget):
         self.problems.setVisible(bool(case.problems))
         for problem in case.problems:
             show_warning(problem)
+        blocked = self.view_box.blockSignals(True)
+        self.view_box.clear()
+        for image in case.images.values():
+            self.view_box.addItem(image.label, image.id)
+        self.view_box.blockSignals(blocked)
+        self.view_box.setVisible(len(case.images) > 1)
+        has_ct = any(i.kind == "ct" for i in case.images.values())
+        for button in self.window_buttons.values():
+            button.setVisible(has_ct)
         self.tree.populate(case)
         self.details.setText("")
         self._start_stats(case)
@@ -173,12 +188,12 @@ class GroundingPanel(QWidget):
     # -- statistics (off the UI thread) -----------------------------------------------------
     def _start_stats(self, case: Case) -> None:
         progress = {"total": 0, "desc": f"Measuring the masks of {case.id}"}
-        worker = create_worker(case_mask_stats, case, _start_thread=False, _progress=progress)
+        worker = create_worker(case_stats, case, _start_thread=False, _progress=progress)
         worker.returned.connect(partial(self._on_stats, case))
         worker.errored.connect(lambda err: show_error(f"mask statistics failed: {err}"))
         worker.start()
 
-    def _on_stats(self, case: Case, stats: dict[str, MaskStats]) -> None:
+    def _on_stats(self, case: Case, stats: dict[str, AnnotationStats]) -> None:
         if case is not self.case:
             return
         self.stats = stats
@@ -211,31 +226,52 @@ class GroundingPanel(QWidget):
         if navigate and ids:
             self._go_to(ids[0])
 
+    @property
+    def current_image(self) -> str | None:
+        """The image shown (one at a time when a case has several views)."""
+        return self.view_box.currentData()
+
+    def show_image(self, image_id: str) -> None:
+        self.view_box.setCurrentIndex(self.view_box.findData(image_id))
+
+    def _key_next_view(self, _viewer: Any) -> None:
+        if self.view_box.count() > 1:
+            self.view_box.setCurrentIndex((self.view_box.currentIndex() + 1) % self.view_box.count())
+
     def _selected_annotations(self) -> set[str]:
         if self.case is None:
             return set()
         return {a for i in self.selected_ids for a in item_annotation_ids(self.case.item(i))}
 
-    def _mask_layers(self) -> list[tuple[Any, str]]:
+    def _case_layers(self, role: str) -> list[tuple[Any, dict[str, Any]]]:
+        if self.case is None:
+            return []
         found = []
         for layer in self.viewer.layers:
             meta = grounding_meta(layer)
-            if meta and meta["role"] == "annotation" and self.case is not None \
-                    and meta["case_key"] == self.case.key:
-                found.append((layer, meta["annotation"]))
+            if meta and meta["role"] == role and meta["case_key"] == self.case.key:
+                found.append((layer, meta))
         return found
+
+    def _annotation_layers(self) -> list[tuple[Any, str]]:
+        return [(layer, meta["annotation"]) for layer, meta in self._case_layers("annotation")]
 
     def _apply_display(self) -> None:
         only_selected = MASK_MODES[self.mode.currentIndex()] == "selected"
         chosen = self._selected_annotations()
+        shown_image = self.current_image
+        for layer, meta in self._case_layers("image"):
+            layer.visible = shown_image is None or meta["image"] == shown_image
         contour = 1 if self.contours.isChecked() else 0
         first_chosen = None
-        for layer, annotation in self._mask_layers():
-            layer.visible = not only_selected or annotation in chosen
-            layer.contour = contour
-            if annotation in chosen and first_chosen is None:
+        for layer, annotation in self._annotation_layers():
+            on_view = shown_image is None or self.case.annotations[annotation].image == shown_image
+            layer.visible = on_view and (not only_selected or annotation in chosen)
+            if layer._type_string == "labels":
+                layer.contour = contour
+            if annotation in chosen and first_chosen is None and on_view:
                 first_chosen = layer
-        if first_chosen is not None:  # its label controls are the ones a reviewer wants
+        if first_chosen is not None:  # its controls are the ones a reviewer wants
             self.viewer.layers.selection.active = first_chosen
 
     def set_mask_mode(self, mode: str, contours: bool | None = None) -> None:
@@ -255,6 +291,8 @@ class GroundingPanel(QWidget):
         target = item_target(self.case, self.case.item(item_id), self.stats)
         if target is None:
             return
+        if self.current_image not in (None, target.image):
+            self.show_image(target.image)
         dims = self.viewer.dims
         offset = dims.ndim - target.centre.size
         displayed = [a - offset for a in dims.displayed if a >= offset]
@@ -273,28 +311,32 @@ class GroundingPanel(QWidget):
         camera.zoom = camera.zoom * factor
 
     def _image_layer(self, image_id: str) -> Any:
-        for layer in self.viewer.layers:
-            meta = grounding_meta(layer)
-            if meta and meta["role"] == "image" and meta["image"] == image_id:
-                return layer
-        return None
+        layers = [layer for layer, meta in self._case_layers("image") if meta["image"] == image_id]
+        return layers[0] if layers else None
 
     # -- canvas clicks ----------------------------------------------------------------------
     def items_at(self, world_position: Any) -> list[str]:
-        """Ids of the items whose masks cover a world point (napari coordinates)."""
-        if self.case is None:
-            return []
+        """Ids of the items whose annotations (on the shown image) cover a world point."""
         hits: list[str] = []
-        for layer, annotation in self._mask_layers():
-            index = np.round(layer.world_to_data(world_position)).astype(int)
-            if np.any(index < 0) or np.any(index >= np.asarray(layer.data.shape)):
+        for layer, annotation_id in self._annotation_layers():
+            annotation = self.case.annotations[annotation_id]
+            if self.current_image not in (None, annotation.image):
                 continue
-            if self.stats is not None and not self._in_bbox(annotation, index):
-                continue
-            (value,) = compute_isolated(layer.data[tuple(index)])
-            if np.asarray(value).item() != 0:
-                hits += [i.id for i in self.case.items_linked_to(annotation) if i.id not in hits]
+            point = np.asarray(layer.world_to_data(world_position))[-layer.ndim:]
+            if self._covers(layer, annotation, point):
+                hits += [i.id for i in self.case.items_linked_to(annotation_id) if i.id not in hits]
         return hits
+
+    def _covers(self, layer: Any, annotation: Any, point: np.ndarray) -> bool:
+        if isinstance(annotation, ContourAnnotation):
+            return bool(points_in_poly(point[None, :], np.asarray(annotation.points))[0])
+        index = np.round(point).astype(int)
+        if np.any(index < 0) or np.any(index >= np.asarray(layer.data.shape)):
+            return False
+        if self.stats is not None and not self._in_bbox(annotation.id, index):
+            return False
+        (value,) = compute_isolated(layer.data[tuple(index)])
+        return np.asarray(value).item() != 0
 
     def _in_bbox(self, annotation: str, display_index: np.ndarray) -> bool:
         stats = self.stats.get(annotation) if self.stats else None
@@ -321,10 +363,8 @@ class GroundingPanel(QWidget):
     def set_window(self, name: str) -> None:
         """Apply a CT window preset to the case's CT images."""
         low, high = window_limits(name)
-        for layer in self.viewer.layers:
-            meta = grounding_meta(layer)
-            if meta and meta["role"] == "image" and self.case is not None \
-                    and self.case.images[meta["image"]].kind == "ct":
+        for layer, meta in self._case_layers("image"):
+            if self.case.images[meta["image"]].kind == "ct":
                 lo_range, hi_range = layer.contrast_limits_range
                 layer.contrast_limits_range = (min(lo_range, low), max(hi_range, high))
                 layer.contrast_limits = (low, high)
@@ -340,20 +380,8 @@ class GroundingPanel(QWidget):
         lines = [f"<b>{item.title or item.id}</b>: {item.text}"]
         lines += [f"{k}: {v}" for k, v in item.tags.items()]
         for annotation in self.case.annotations_of(item):
-            lines.append(self._annotation_summary(annotation.id))
+            lines.append(annotation_summary(self.case, annotation.id, self.stats))
         self.details.setText("<br>".join(lines))
-
-    def _annotation_summary(self, annotation_id: str) -> str:
-        if self.stats is None or annotation_id not in self.stats:
-            return f"{annotation_id}: measuring…"
-        stats = self.stats[annotation_id]
-        image = self.case.images.get(self.case.annotations[annotation_id].image)
-        if image is None:
-            return f"{annotation_id}: {stats.voxels} voxels, instances: {stats.instances}"
-        first_last = display_slice_range(stats, image)
-        where = f", slices {first_last[0]}–{first_last[1]}" if first_last else ""
-        return (f"{annotation_id}: {stats.voxels} voxels, {volume_ml(stats, image):.2f} mL, "
-                f"instances: {stats.instances}{where}")
 
     # -- teardown ---------------------------------------------------------------------------
     def closeEvent(self, event: Any) -> None:  # noqa: N802 (Qt's name)
@@ -365,5 +393,5 @@ class GroundingPanel(QWidget):
         self.viewer.layers.events.inserted.disconnect(self._on_layer_inserted)
         if self._on_mouse in self.viewer.mouse_drag_callbacks:
             self.viewer.mouse_drag_callbacks.remove(self._on_mouse)
-        for key in WINDOW_KEYS.values():
+        for key in (*WINDOW_KEYS.values(), NEXT_VIEW_KEY):
             self.viewer.bind_key(key, None, overwrite=True)

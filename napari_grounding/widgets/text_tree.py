@@ -6,8 +6,8 @@ from qtpy.QtCore import Qt
 from qtpy.QtGui import QColor
 from qtpy.QtWidgets import QAbstractItemView, QHeaderView, QTreeWidget, QTreeWidgetItem
 
-from ..layers import drawable_masks, finding_colour
-from ..metrics import MaskStats, display_slice_range, volume_ml
+from ..layers import colour_slots, drawable, finding_colour
+from ..metrics import AnnotationStats, MaskStats, display_slice_range, volume_ml
 from ..model import Case, TextItem
 
 COLUMNS = ("Text", "Tags", "Voxels", "mL", "Inst.", "Slices")
@@ -19,9 +19,10 @@ def badges(item: TextItem) -> str:
     return " · ".join(item.tags[k] for k in BADGE_TAGS if k in item.tags)
 
 
-def stats_columns(case: Case, item: TextItem, stats: dict[str, MaskStats]) -> list[str]:
-    """Voxels, mL, instances and display slice range over an item's own masks."""
-    own = [(case.annotations[a], stats[a]) for a in item.annotations if a in stats]
+def stats_columns(case: Case, item: TextItem, stats: dict[str, AnnotationStats]) -> list[str]:
+    """Voxels (pixels), mL, instances and display slice range over an item's own masks."""
+    own = [(case.annotations[a], stats[a]) for a in item.annotations
+           if isinstance(stats.get(a), MaskStats)]
     if not own:
         return ["", "", "", ""]
     voxels = sum(s.voxels for _, s in own)
@@ -56,7 +57,8 @@ class TextTree(QTreeWidget):
     def populate(self, case: Case) -> None:
         self.clear()
         self._rows = {}
-        colours = {m.id: i for i, m in enumerate(drawable_masks(case))}
+        slots = colour_slots(case)
+        colours = {a.id: slots[a.id] for a in drawable(case)}
         for item in case.items:
             self.addTopLevelItem(self._row(item, colours))
         self.expandToDepth(0)
@@ -76,7 +78,9 @@ class TextTree(QTreeWidget):
             row.addChild(self._row(child, colours))
         return row
 
-    def set_stats(self, case: Case, stats: dict[str, MaskStats]) -> None:
+    def set_stats(self, case: Case, stats: dict[str, AnnotationStats]) -> None:
+        three_d = any(i.data.ndim == 3 for i in case.images.values())
+        self.headerItem().setText(2, "Voxels" if three_d else "Pixels")
         for item in case.walk():
             row = self._rows.get(item.id)
             if row is not None:

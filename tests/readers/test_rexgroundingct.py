@@ -8,7 +8,7 @@ import shutil
 import numpy as np
 import pytest
 
-from napari_grounding.metrics import case_mask_stats
+from napari_grounding.metrics import case_stats
 from napari_grounding.model import GroundingError
 from napari_grounding.readers import open_case, open_dataset
 from napari_grounding.readers.rexgroundingct import CATEGORY_NAMES, finding_items, load_records
@@ -75,7 +75,7 @@ def test_sample_case_findings_and_masks(sample_root, phantom):
     findings = [i for i in case.items if i.id.startswith("finding/")]
     assert [(i.text, i.tags["category"]) for i in findings] == list(FINDINGS)
     assert findings[2].tags["extent"] == "non-focal"
-    stats = case_mask_stats(case)
+    stats = case_stats(case)
     for index, mask in enumerate(phantom.masks):
         assert stats[f"mask/{index}"].voxels == np.count_nonzero(mask)
     assert stats["mask/2"].labels == (1, 2)
@@ -87,7 +87,7 @@ def test_missing_ct_keeps_text_and_mask_numbers(sample_copy, phantom):
     case = open_case(sample_copy)
     assert case.images == {}
     assert any(f"CT {CASE}.nii.gz not found" in p for p in case.problems)
-    assert case_mask_stats(case)["mask/0"].voxels == np.count_nonzero(phantom.masks[0])
+    assert case_stats(case)["mask/0"].voxels == np.count_nonzero(phantom.masks[0])
 
 
 def test_mask_of_wrong_shape_is_reported_not_drawn(sample_copy, phantom):

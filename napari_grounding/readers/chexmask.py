@@ -1,0 +1,229 @@
+"""CheXmask: lung and heart masks (RLE) and landmark contours per CXR, with RCA quality.
+
+PATH is one source database's CSV (plain or gzipped; OriginalResolution or 1024 Preprocessed);
+a case is one image, named by its ID. Every column is found by name. Images come from the
+source dataset's folder (``--images``); without one the masks show on a blank canvas.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..metrics import dice
+from ..model import Annotation, Case, ContourAnnotation, GroundingError, Image, MaskAnnotation, TextItem
+from .csv_rows import CsvRows
+from .image_folder import ImageFolder
+from .rle import STRUCTURES, FormatError, parse_landmarks, rle_decode, rle_extent, split_landmarks
+from .xray import blank_image, open_xray
+
+DATASET = "chexmask"
+# ID column -> source database; its images are found by relative path or by file name
+SOURCES = {"dicom_id": "MIMIC-CXR-JPG", "image_id": "VinDr-CXR", "Path": "CheXpert",
+           "Image Index": "ChestX-ray8", "ImageID": "Padchest"}
+STRUCTURE_COLUMNS = {"right_lung": "Right Lung", "left_lung": "Left Lung", "heart": "Heart"}
+STRUCTURE_TITLES = {"right_lung": "Right lung", "left_lung": "Left lung", "heart": "Heart"}
+RCA_THRESHOLD = 0.7
+PREPROCESSED_SIZE = (1024, 1024)
+
+
+def _header(path: Path) -> list[str]:
+    opener = gzip.open if path.name.endswith(".gz") else open
+    with opener(path, "rt", encoding="utf-8-sig", newline="") as f:
+        return [h.strip() for h in next(csv.reader(f), [])]
+
+
+def _number(text: str) -> float | None:
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        return None
+    return None if np.isnan(value) else value
+
+
+class CheXmaskDataset:
+    """One CheXmask CSV; ``compare`` is a second annotation set of the same form."""
+
+    name = DATASET
+
+    def __init__(self, path: Path, images: Path | None = None, compare: Path | None = None,
+                 index_dir: Path | None = None):
+        self.path = path
+        self.rows = CsvRows(path, tuple(SOURCES), index_dir=index_dir)
+        self.source = SOURCES[self.rows.id_column]
+        self.images = ImageFolder(images) if images else None
+        self.compare = CsvRows(compare, tuple(SOURCES), index_dir=index_dir) if compare else None
+        self.compare_name = compare.name.split(".")[0] if compare else ""
+        missing = [c for c in ("Landmarks", *STRUCTURE_COLUMNS.values()) if c not in self.rows.header]
+        self.missing_columns = missing
+
+    @staticmethod
+    def matches(path: Path) -> bool:
+        if not (path.is_file() and path.name.lower().endswith((".csv", ".csv.gz"))):
+            return False
+        try:
+            header = _header(path)
+        except (OSError, UnicodeDecodeError, EOFError, gzip.BadGzipFile):
+            return False
+        return any(c in header for c in SOURCES) and any(
+            c in header for c in ("Landmarks", *STRUCTURE_COLUMNS.values()))
+
+    def case_ids(self) -> list[str]:
+        return self.rows.ids()
+
+    def summary(self, case_id: str) -> str:
+        found = self.rows.row(case_id)
+        return self._summary_line(case_id, found[1] if found else {})
+
+    def summaries(self) -> Iterator[str]:
+        """One line per image, streamed (no per-row lookups)."""
+        wanted = [c for c in (self.rows.id_column, "Dice RCA (Mean)", "Height", "Width")
+                  if c in self.rows.header]
+        for chunk in pd.read_csv(self.path, usecols=wanted, dtype=str, keep_default_na=False,
+                                 chunksize=100_000):
+            for record in chunk.to_dict("records"):
+                yield self._summary_line(record[self.rows.id_column], record)
+
+    @staticmethod
+    def _summary_line(case_id: str, row: dict[str, str]) -> str:
+        rca = _number(row.get("Dice RCA (Mean)", ""))
+        quality = "RCA ?" if rca is None else f"RCA {rca:.3f}" + (
+            " LOW" if rca < RCA_THRESHOLD else "")
+        return f"{case_id}\t{quality}"
+
+    # -- one case ---------------------------------------------------------------------------
+    def open_case(self, case_id: str) -> Case:
+        found = self.rows.row(case_id)
+        if found is None:
+            raise GroundingError(f"{self.path}: no image {case_id!r} among its {len(self.rows)} "
+                                 f"rows (list them with: napari-grounding cases {self.path})")
+        number, row = found
+        case = Case(dataset=DATASET, id=case_id)
+        where = f"{self.path.name}: row {number} ({case_id})"
+        case.problems += [f"{self.path.name}: no {c!r} column" for c in self.missing_columns]
+        case.tags.update(self._quality_tags(row))
+        picture = self._find_image(case_id, case)
+        shape = self._mask_shape(row, picture, where, case)
+        image = self._canvas(picture, shape, case)
+        case.images[image.id] = image
+        if shape is not None:
+            own = self._annotations(row, shape, where, "CheXmask (model output)", "", case)
+            case.annotations.update({a.id: a for a in own})
+        case.items = [TextItem(id=f"structure/{s}", text=STRUCTURE_TITLES[s],
+                               tags={"structure": s.replace("_", " ")},
+                               annotations=[a for a in (f"mask/{s}", f"contour/{s}")
+                                            if a in case.annotations]) for s in STRUCTURES]
+        if self.compare is not None and shape is not None:
+            self._add_comparison(case_id, shape, case)
+        return case
+
+    def _quality_tags(self, row: dict[str, str]) -> dict[str, str]:
+        tags = {"source": self.source}
+        mean, best = _number(row.get("Dice RCA (Mean)")), _number(row.get("Dice RCA (Max)"))
+        if mean is not None:
+            tags["rca_dice_mean"] = f"{mean:.3f}"
+            tags["quality"] = ("flagged: RCA Dice below 0.7" if mean < RCA_THRESHOLD else "ok")
+        if best is not None:
+            tags["rca_dice_max"] = f"{best:.3f}"
+        return tags
+
+    def _find_image(self, case_id: str, case: Case) -> Image | None:
+        if self.images is None:
+            case.tags["image"] = "none given (--images)"
+            return None
+        lookup = self.images.by_relative_path if self.source == "CheXpert" else self.images.by_name
+        path = lookup(case_id)
+        if path is None:
+            case.problems.append(f"image {case_id} not found under {self.images.root}: "
+                                 "masks shown on a blank canvas")
+            case.tags["image"] = "not found"
+            return None
+        case.tags["image"] = str(path)
+        return open_xray(path)
+
+    def _mask_shape(self, row: dict[str, str], picture: Image | None, where: str,
+                    case: Case) -> tuple[int, int] | None:
+        """The mask grid: the row's Height/Width, else the image's, else 1024 x 1024 if all fits."""
+        height, width = _number(row.get("Height", "")), _number(row.get("Width", ""))
+        if height and width and height.is_integer() and width.is_integer():
+            case.tags["size_source"] = "CSV Height/Width"
+            return int(height), int(width)
+        if row.get("Height", "").strip() or row.get("Width", "").strip():
+            case.problems.append(f"{where}, columns 'Height'/'Width': not whole numbers "
+                                 f"({row.get('Height')!r}, {row.get('Width')!r})")
+        if picture is not None:
+            case.tags["size_source"] = "image (Height/Width empty)"
+            return picture.orientation.source_shape
+        if self._fits(row, PREPROCESSED_SIZE):
+            case.tags["size_source"] = "inferred 1024 x 1024 (Height/Width empty; masks fit)"
+            return PREPROCESSED_SIZE
+        case.problems.append(f"{where}: Height/Width empty and the masks do not fit 1024 x 1024;"
+                             " masks not drawn")
+        return None
+
+    @staticmethod
+    def _fits(row: dict[str, str], shape: tuple[int, int]) -> bool:
+        try:
+            extents = [rle_extent(row.get(c, "")) for c in STRUCTURE_COLUMNS.values()]
+            points = parse_landmarks(row.get("Landmarks", ""))
+        except (ValueError, FormatError):
+            return False
+        return max(extents) <= shape[0] * shape[1] and bool(
+            np.all(points >= 0) and np.all(points[:, 0] <= shape[1]) and np.all(points[:, 1] <= shape[0]))
+
+    def _canvas(self, picture: Image | None, shape: tuple[int, int] | None, case: Case) -> Image:
+        if picture is None:
+            return blank_image(shape or PREPROCESSED_SIZE, reason="image not at hand")
+        if shape is not None and picture.orientation.source_shape != shape:
+            case.problems.append(
+                f"the image is {picture.orientation.source_shape[0]} x "
+                f"{picture.orientation.source_shape[1]} but the masks {shape[0]} x {shape[1]} "
+                "(a Preprocessed CSV?): masks shown on a blank canvas of their own size")
+            return blank_image(shape, reason="image size differs from the masks")
+        return picture
+
+    def _annotations(self, row: dict[str, str], shape: tuple[int, int], where: str, set_name: str,
+                     suffix: str, case: Case) -> list[Annotation]:
+        """Masks and contours of one row; a malformed cell is reported, the others kept."""
+        out: list[Annotation] = []
+        for structure, column in STRUCTURE_COLUMNS.items():
+            if column not in row:
+                continue
+            try:
+                mask = rle_decode(row[column], shape)
+            except FormatError as err:
+                case.problems.append(f"{where}, column {column!r}: {err}")
+                continue
+            out.append(MaskAnnotation(id=f"mask/{structure}{suffix}", image="image", set=set_name,
+                                      data=mask))
+        if "Landmarks" in row:
+            try:
+                contours = split_landmarks(parse_landmarks(row["Landmarks"]))
+            except FormatError as err:
+                case.problems.append(f"{where}, column 'Landmarks': {err}")
+                contours = {}
+            out += [ContourAnnotation(id=f"contour/{s}{suffix}", image="image", set=set_name,
+                                      points=points) for s, points in contours.items()]
+        return out
+
+    def _add_comparison(self, case_id: str, shape: tuple[int, int], case: Case) -> None:
+        found = self.compare.row(case_id)
+        if found is None:
+            case.problems.append(f"{self.compare.path.name}: no row for {case_id}")
+            return
+        number, row = found
+        where = f"{self.compare.path.name}: row {number} ({case_id})"
+        theirs = self._annotations(row, shape, where, self.compare_name, "@compare", case)
+        case.annotations.update({a.id: a for a in theirs})
+        for item in case.items:
+            structure = item.id.split("/", 1)[1]
+            ids = [f"mask/{structure}@compare", f"contour/{structure}@compare"]
+            item.annotations += [a for a in ids if a in case.annotations]
+            mine, other = (case.annotations.get(f"mask/{structure}{s}") for s in ("", "@compare"))
+            if isinstance(mine, MaskAnnotation) and isinstance(other, MaskAnnotation):
+                item.tags[f"dice vs {self.compare_name}"] = f"{dice(mine.data, other.data):.3f}"

@@ -1,0 +1,221 @@
+"""Rows of a CSV by ID, read directly from disk however large the file.
+
+Small files are parsed whole. Large ones (CheXmask's run to gigabytes) are scanned once into
+an index (ID -> byte offset and length of its row, sorted for binary search, memory-mapped) kept
+next to the CSV or in the user cache and rebuilt when the CSV changes. A lookup then reads one
+row. Gzipped CSVs work too: ``indexed_gzip`` seeks in them and its seek points are saved.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import hashlib
+import io
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from platformdirs import user_cache_path
+
+from ..model import GroundingError
+
+INDEX_THRESHOLD_BYTES = 32 * 2**20
+_BLOCK = 8 * 2**20
+_INDEX_VERSION = 1
+
+
+@dataclass
+class ReadStats:
+    """What lookups cost: bytes read from the CSV and rows parsed."""
+
+    bytes_read: int = 0
+    rows_parsed: int = 0
+
+
+def _open_binary(path: Path, index_file: Path | None = None):
+    if path.name.endswith(".gz"):
+        import indexed_gzip
+
+        if index_file is not None and index_file.is_file():
+            return indexed_gzip.IndexedGzipFile(str(path), index_file=str(index_file))
+        return indexed_gzip.IndexedGzipFile(str(path))
+    return open(path, "rb")
+
+
+def _index_folder(path: Path, index_dir: Path | None) -> tuple[Path, str]:
+    """Where the index lives: beside the CSV if writable, else the user cache."""
+    if index_dir is not None:
+        return index_dir, path.name
+    if os.access(path.parent, os.W_OK):
+        return path.parent, path.name
+    digest = hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:16]
+    return user_cache_path("napari-grounding") / "csv-index", f"{digest}-{path.name}"
+
+
+class CsvRows:
+    """ID -> row (a dict of column -> text) for one CSV; ``id_columns`` are tried in order."""
+
+    def __init__(self, path: str | os.PathLike, id_columns: tuple[str, ...],
+                 index_dir: Path | None = None, threshold: int = INDEX_THRESHOLD_BYTES):
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise GroundingError(f"{self.path}: file not found")
+        self.stats = ReadStats()
+        self.header, self._header_bytes = self._read_header()
+        found = [c for c in id_columns if c in self.header]
+        if not found:
+            raise GroundingError(f"{self.path}: no ID column (looked for {', '.join(id_columns)}; "
+                                 f"columns are {', '.join(self.header)})")
+        self.id_column = found[0]
+        self.indexed = self.path.stat().st_size >= threshold
+        self._table: pd.DataFrame | None = None
+        self._index: np.ndarray | None = None
+        self._gz_index: Path | None = None
+        if self.indexed:
+            self._index, self._gz_index = self._load_or_build_index(index_dir)
+
+    def _read_header(self) -> tuple[list[str], int]:
+        try:
+            with _open_binary(self.path) as f:
+                line = f.readline()
+        except (OSError, EOFError, gzip.BadGzipFile) as err:
+            raise GroundingError(f"{self.path}: cannot read ({err})") from None
+        try:
+            header = next(csv.reader([line.decode("utf-8-sig")]))
+        except (UnicodeDecodeError, StopIteration):
+            raise GroundingError(f"{self.path}: not a CSV file with a header row") from None
+        return [h.strip() for h in header], len(line)
+
+    # -- small files ------------------------------------------------------------------------
+    def _frame(self) -> pd.DataFrame:
+        if self._table is None:
+            try:
+                table = pd.read_csv(self.path, dtype=str, keep_default_na=False)
+            except (ValueError, OSError, pd.errors.ParserError) as err:
+                raise GroundingError(f"{self.path}: cannot parse CSV ({err})") from None
+            table.columns = [c.strip() for c in table.columns]
+            table["__row__"] = np.arange(1, len(table) + 1)
+            self.stats.rows_parsed += len(table)
+            self._table = table.drop_duplicates(self.id_column).set_index(self.id_column,
+                                                                          drop=False)
+        return self._table
+
+    # -- the index --------------------------------------------------------------------------
+    def _index_paths(self, index_dir: Path | None) -> tuple[Path, Path, Path]:
+        folder, stem = _index_folder(self.path, index_dir)
+        return (folder / f"{stem}.rows.npy", folder / f"{stem}.rows.json",
+                folder / f"{stem}.gzidx")
+
+    def _signature(self) -> dict:
+        stat = self.path.stat()
+        return {"version": _INDEX_VERSION, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns,
+                "id_column": self.id_column}
+
+    def _load_or_build_index(self, index_dir: Path | None) -> tuple[np.ndarray, Path | None]:
+        rows_file, meta_file, gz_file = self._index_paths(index_dir)
+        gz = gz_file if self.path.name.endswith(".gz") else None
+        try:
+            if json.loads(meta_file.read_text()) == self._signature():
+                return np.load(rows_file, mmap_mode="r"), gz
+        except (OSError, ValueError):
+            pass  # missing or stale: rebuild
+        rows_file.parent.mkdir(parents=True, exist_ok=True)
+        index = self._build_index(gz)
+        tmp = rows_file.with_name(rows_file.name + ".tmp.npy")
+        np.save(tmp, index)
+        os.replace(tmp, rows_file)
+        meta_file.write_text(json.dumps(self._signature()))  # written last: marks it complete
+        return np.load(rows_file, mmap_mode="r"), gz
+
+    def _build_index(self, gz_file: Path | None) -> np.ndarray:
+        offsets, lengths = self._row_spans(gz_file)
+        ids = self._ids_in_order()
+        if len(ids) != len(offsets):
+            raise GroundingError(f"{self.path}: could not index ({len(ids)} IDs for "
+                                 f"{len(offsets)} rows)")
+        encoded = np.array([i.encode("utf-8") for i in ids])
+        index = np.zeros(len(ids), dtype=[("id", encoded.dtype), ("offset", "<i8"),
+                                          ("length", "<i8"), ("row", "<i8")])
+        index["id"], index["offset"], index["length"] = encoded, offsets, lengths
+        index["row"] = np.arange(1, len(ids) + 1)
+        index = index[np.argsort(index["id"], kind="stable")]
+        first = np.ones(len(index), dtype=bool)
+        first[1:] = index["id"][1:] != index["id"][:-1]
+        return index[first]
+
+    def _row_spans(self, gz_file: Path | None) -> tuple[np.ndarray, np.ndarray]:
+        """Byte spans of the data rows: newlines outside quotes end a row (one numpy pass)."""
+        ends: list[np.ndarray] = []
+        position, inside = self._header_bytes, False
+        with _open_binary(self.path) as f:
+            f.seek(self._header_bytes)
+            while block := f.read(_BLOCK):
+                raw = np.frombuffer(block, dtype=np.uint8)
+                quotes = np.cumsum(raw == ord('"')) + int(inside)
+                newline = np.flatnonzero((raw == ord("\n")) & (quotes % 2 == 0))
+                ends.append(newline + position)
+                inside = bool(quotes[-1] % 2) if raw.size else inside
+                position += raw.size
+            if gz_file is not None:
+                f.export_index(str(gz_file))
+        stops = np.concatenate([*ends, [position]]) if ends else np.array([position])
+        starts = np.concatenate([[self._header_bytes], stops[:-1] + 1])
+        lengths = stops - starts
+        keep = lengths > 1  # blank lines (also a bare "\r") are not rows, as for pandas
+        return starts[keep], lengths[keep]
+
+    def _ids_in_order(self) -> list[str]:
+        ids: list[str] = []
+        reader = pd.read_csv(self.path, usecols=[self.id_column], dtype=str,
+                             keep_default_na=False, chunksize=200_000)
+        for chunk in reader:
+            ids.extend(chunk[self.id_column].tolist())
+        return ids
+
+    # -- lookups ----------------------------------------------------------------------------
+    def ids(self) -> list[str]:
+        """Every ID, in file order."""
+        if not self.indexed:
+            return self._frame()[self.id_column].tolist()
+        ordered = np.sort(self._index, order="row")
+        return [i.decode("utf-8") for i in ordered["id"]]
+
+    def __len__(self) -> int:
+        return len(self._index) if self.indexed else len(self._frame())
+
+    def row(self, row_id: str) -> tuple[int, dict[str, str]] | None:
+        """(data row number, column -> text) of one ID, or None when absent."""
+        if not self.indexed:
+            table = self._frame()
+            if row_id not in table.index:
+                return None
+            record = table.loc[row_id]
+            return int(record["__row__"]), {c: str(record[c]) for c in self.header}
+        key = row_id.encode("utf-8")
+        ids = self._index["id"]
+        at = int(np.searchsorted(ids, key))
+        if at >= len(ids) or ids[at] != key:
+            return None
+        entry = self._index[at]
+        with _open_binary(self.path, self._gz_index) as f:
+            f.seek(int(entry["offset"]))
+            raw = f.read(int(entry["length"]))
+        self.stats.bytes_read += len(raw)
+        self.stats.rows_parsed += 1
+        values = next(csv.reader(io.StringIO(raw.decode("utf-8"))), [])
+        return int(entry["row"]), dict(zip(self.header, values, strict=False))
+
+    def iter_rows(self) -> Iterator[tuple[int, dict[str, str]]]:
+        """Every row in file order (chunked: never the whole file in memory)."""
+        reader = pd.read_csv(self.path, dtype=str, keep_default_na=False, chunksize=20_000)
+        number = 0
+        for chunk in reader:
+            chunk.columns = [c.strip() for c in chunk.columns]
+            for record in chunk.to_dict("records"):
+                number += 1
+                yield number, record

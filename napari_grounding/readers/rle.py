@@ -1,0 +1,84 @@
+"""CheXmask's run-length encoding and landmark strings.
+
+RLE: space-separated ``start length`` pairs; starts are 1-based offsets into the row-major
+flattened Height x Width mask. Landmarks: 120 (x, y) points (x = column, y = row): right lung
+44, left lung 50, heart 26, written as ``"x,y,x,y,..."``, numpy's ``"[[x y]\\n [x y] ...]"``
+or a JSON array; all three are read by pulling out the numbers.
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+
+STRUCTURES = ("right_lung", "left_lung", "heart")
+LANDMARK_COUNTS = {"right_lung": 44, "left_lung": 50, "heart": 26}
+_NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
+
+
+class FormatError(ValueError):
+    """A malformed RLE or landmark string (the message says what is wrong)."""
+
+
+def rle_decode(rle: str, shape: tuple[int, int]) -> np.ndarray:
+    """A uint8 mask (1 = foreground) from CheXmask RLE; no per-run Python loop."""
+    text = (rle or "").strip()
+    size = int(shape[0]) * int(shape[1])
+    mask = np.zeros(size, dtype=np.uint8)
+    if not text:
+        return mask.reshape(shape)
+    try:
+        values = np.array(text.split(), dtype=np.int64)
+    except ValueError:
+        raise FormatError("RLE holds something that is not a whole number") from None
+    if values.size % 2:
+        raise FormatError(f"RLE has an odd number of values ({values.size})")
+    starts, lengths = values[0::2] - 1, values[1::2]
+    if starts.min() < 0 or lengths.min() < 0:
+        raise FormatError("RLE has a start below 1 or a negative length")
+    ends = starts + lengths
+    if ends.max() > size:
+        raise FormatError(f"RLE run ends at pixel {int(ends.max())}, past the end of the "
+                          f"{shape[0]} x {shape[1]} mask ({size} pixels)")
+    run_of_pixel = np.repeat(np.arange(starts.size), lengths)
+    within_run = np.arange(run_of_pixel.size) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    mask[starts[run_of_pixel] + within_run] = 1
+    return mask.reshape(shape)
+
+
+def rle_encode(mask: np.ndarray) -> str:
+    """CheXmask RLE of a 2D mask (nonzero = foreground)."""
+    flat = np.concatenate([[False], np.asarray(mask).ravel() != 0, [False]])
+    edges = np.flatnonzero(flat[1:] != flat[:-1])
+    starts, ends = edges[0::2], edges[1::2]
+    pairs = np.stack([starts + 1, ends - starts], axis=1).ravel()
+    return " ".join(str(int(v)) for v in pairs)
+
+
+def rle_extent(rle: str) -> int:
+    """The last pixel (1-based) a run reaches: how large a mask must be to hold it."""
+    values = np.array((rle or "").split(), dtype=np.int64)
+    if values.size < 2:
+        return 0
+    return int((values[0::2] + values[1::2] - 1).max())
+
+
+def parse_landmarks(text: str) -> np.ndarray:
+    """The 120 landmarks as a (120, 2) float array of (x, y) = (column, row)."""
+    numbers = _NUMBER.findall(text or "")
+    expected = 2 * sum(LANDMARK_COUNTS.values())
+    if len(numbers) != expected:
+        raise FormatError(f"landmarks need {expected} numbers (120 x, y points), found "
+                          f"{len(numbers)}")
+    return np.array(numbers, dtype=float).reshape(-1, 2)
+
+
+def split_landmarks(points_xy: np.ndarray) -> dict[str, np.ndarray]:
+    """Per structure, its closed contour as (row, column) vertices."""
+    contours, start = {}, 0
+    for structure in STRUCTURES:
+        count = LANDMARK_COUNTS[structure]
+        contours[structure] = points_xy[start : start + count, ::-1].copy()
+        start += count
+    return contours
