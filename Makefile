@@ -18,7 +18,7 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	touch $@
 
 $(SAMPLE)/dataset.json: | $(VENV)/.installed
-	$(BIN)/napari-grounding sample $(SAMPLE)
+	$(BIN)/napari-grounding sample sample_data
 
 sample: $(SAMPLE)/dataset.json
 

@@ -31,6 +31,11 @@ def read_case(path: str | list[str]) -> list[LayerData]:
     except GroundingError as err:
         show_error(str(err))
         return NOTHING
+    return layers_with_panel(case)
+
+
+def layers_with_panel(case: Any) -> list[LayerData]:
+    """The case's layers for napari to add, with the panel docked to take them up."""
     _dock_panel_if_possible()
     layers = case_layers(case)
     if not layers:  # text only: the panel still shows the case

@@ -1,4 +1,4 @@
-"""napari sample data: the generated chest-CT phantom, written once to the user cache."""
+"""napari sample data: generated phantoms, written once to the user cache."""
 
 from __future__ import annotations
 
@@ -7,17 +7,38 @@ from pathlib import Path
 from platformdirs import user_cache_path
 
 from .layers import LayerData
+from .readers import open_case
 from .sample import CASE, write_sample
+from .sample_cxr import write_chexmask_sample, write_rexgradient_sample
 
 
-def sample_root() -> Path:
-    root = user_cache_path("napari-grounding") / "sample" / "ct-phantom"
-    if not (root / "dataset.json").is_file():
-        write_sample(root)
-    return root
+def _root(name: str) -> Path:
+    return user_cache_path("napari-grounding") / "sample" / name
 
 
 def ct_phantom() -> list[LayerData]:
     from ._reader import read_case
 
-    return read_case(str(sample_root() / "segmentations" / f"{CASE}.nii.gz"))
+    root = _root("ct-phantom")
+    if not (root / "dataset.json").is_file():
+        write_sample(root)
+    return read_case(str(root / "segmentations" / f"{CASE}.nii.gz"))
+
+
+def cxr_chexmask() -> list[LayerData]:
+    from ._reader import layers_with_panel
+
+    root = _root("cxr-phantom")
+    csv_path = root / "chexmask" / "MIMIC-CXR-JPG.csv"
+    if not csv_path.is_file():
+        write_chexmask_sample(root)
+    return layers_with_panel(open_case(csv_path, images=root / "mimic-cxr-jpg"))
+
+
+def cxr_rexgradient() -> list[LayerData]:
+    from ._reader import read_case
+
+    root = _root("rexgradient-phantom")
+    if not (root / "metadata").is_dir():
+        write_rexgradient_sample(root)
+    return read_case(str(root))

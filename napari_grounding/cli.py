@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from .model import Case, GroundingError, TextItem
-from .readers import open_dataset
+from .readers import open_dataset, summaries
 
 PROG = "napari-grounding"
 
@@ -34,6 +34,8 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--images", metavar="DIR", help="folder holding the dataset's images")
         if with_case:
             p.add_argument("--case", metavar="NAME", help="case id (default: the first case)")
+            p.add_argument("--compare", metavar="CSV",
+                           help="a second annotation set of the same form (CheXmask)")
         return p
 
     view = verb("view", "open napari with the plugin on a case")
@@ -41,7 +43,8 @@ def _parser() -> argparse.ArgumentParser:
     verb("cases", "list the cases of a dataset, one per line", with_case=False)
     describe = verb("describe", "print a case: its images, text items and annotations")
     describe.add_argument("--json", action="store_true", help="print JSON (the documented schema)")
-    sample = verbs.add_parser("sample", help="write the generated sample CT case into a folder")
+    sample = verbs.add_parser("sample", help="write the generated sample cases into a folder: "
+                              "ct-phantom/, cxr-phantom/ (CheXmask), rexgradient-phantom/")
     sample.add_argument("path", help="folder to write")
     return parser
 
@@ -52,9 +55,8 @@ def _warn(case: Case) -> None:
 
 
 def _cases(args: argparse.Namespace) -> None:
-    dataset = open_dataset(args.path, args.images)
-    for case_id in dataset.case_ids():
-        print(dataset.summary(case_id))
+    for line in summaries(open_dataset(args.path, args.images)):
+        print(line)
 
 
 def _text_lines(item: TextItem, depth: int = 0) -> list[str]:
@@ -85,7 +87,7 @@ def _describe(args: argparse.Namespace) -> None:
 
 def _open_named_case(args: argparse.Namespace, require_name: bool) -> tuple[Any, Case]:
     """The dataset at PATH and its case named by --case (or its only, or first, case)."""
-    dataset = open_dataset(args.path, args.images)
+    dataset = open_dataset(args.path, args.images, args.compare)
     name = args.case
     if name is None:
         ids = dataset.case_ids()
@@ -113,9 +115,15 @@ def _view(args: argparse.Namespace) -> None:
 
 
 def _sample(args: argparse.Namespace) -> None:
-    from .sample import write_sample
+    from pathlib import Path
 
-    print(write_sample(args.path))
+    from .sample import write_sample
+    from .sample_cxr import write_chexmask_sample, write_rexgradient_sample
+
+    root = Path(args.path)
+    print(write_sample(root / "ct-phantom"))
+    print(write_chexmask_sample(root / "cxr-phantom"), f"(images: {root / 'cxr-phantom'}/mimic-cxr-jpg)")
+    print(write_rexgradient_sample(root / "rexgradient-phantom"))
 
 
 VERBS = {"view": _view, "cases": _cases, "describe": _describe, "sample": _sample}

@@ -25,7 +25,8 @@ def image_dict(image: Image) -> dict[str, Any]:
         "id": image.id,
         "kind": image.kind,
         "shape": list(image.orientation.source_shape),
-        "spacing_mm": _round(image.source_spacing, 4),
+        # plain PNG/JPEG pictures carry no physical pixel size
+        "spacing_mm": _round(image.source_spacing, 4) if image.kind == "ct" else None,
         "dtype": str(image.data.dtype),
         **{k: v for k, v in image.meta.items() if isinstance(v, str)},
         "source": image.source,

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from napari_grounding.cli import main
+from napari_grounding.readers.rle import rle_decode
 from napari_grounding.sample import CASE
 from tests.conftest import ct_path, mask_file
 
@@ -140,12 +141,53 @@ def test_usage_errors_are_one_line(capsys):
     assert len(capsys.readouterr().err.strip().splitlines()) == 1
 
 
-def test_sample_writes_a_case(capsys, tmp_path):
-    code, out, _ = run(capsys, "sample", str(tmp_path / "s"))
-    assert code == 0 and mask_file(tmp_path / "s").is_file()
+def test_sample_writes_the_phantoms(capsys, tmp_path):
+    code, out, _ = run(capsys, "sample", str(tmp_path))
+    assert code == 0 and mask_file(tmp_path / "ct-phantom").is_file()
+    assert (tmp_path / "cxr-phantom" / "chexmask" / "MIMIC-CXR-JPG.csv").is_file()
+    assert (tmp_path / "rexgradient-phantom" / "metadata").is_dir()
+    assert len(out.splitlines()) == 3
 
 
 def test_installed_entry_point(sample_root):
     exe = os.path.join(os.path.dirname(sys.executable), "napari-grounding")
     out = subprocess.run([exe, "cases", str(sample_root)], capture_output=True, text=True)
     assert out.returncode == 0 and out.stdout.startswith(CASE)
+
+
+def test_describe_chexmask_row(capsys, shared_data):
+    path = shared_data / "chexmask" / "ChestX-Ray8.csv"
+    code, out, _ = run(capsys, "describe", str(path), "--case", "00028162_002.png", "--json")
+    assert code == 0
+    described = json.loads(out)
+    assert described["images"][0]["spacing_mm"] is None
+    items = {i["id"]: i for i in described["items"]}
+    mask, contour = items["structure/heart"]["annotations"]
+    assert mask["kind"] == "mask" and "pixels" in mask and "voxels" not in mask
+    assert "volume_ml" not in mask and "slice_range" not in mask
+    where = np.argwhere(rle_decode(_row(path, "00028162_002.png")["Heart"], (1024, 1024)))
+    assert mask["pixels"] == len(where)
+    assert mask["bbox"] == [where.min(axis=0).tolist(), where.max(axis=0).tolist()]  # (row, col)
+    assert contour["kind"] == "contour" and contour["points"] == 26 and contour["closed"]
+    assert len(contour["bbox"][0]) == 2 and len(contour["centroid"]) == 2
+
+
+def _row(path, image_id):
+    import csv
+
+    with open(path, newline="") as f:
+        return next(r for r in csv.DictReader(f) if r["Image Index"] == image_id)
+
+
+def test_cases_for_cxr_datasets(capsys, shared_data, tmp_path):
+    code, out, _ = run(capsys, "cases", str(shared_data / "chexmask" / "ChestX-Ray8.csv"))
+    assert code == 0 and len(out.splitlines()) == 50
+    assert out.splitlines()[0].startswith("00028162_002.png\tRCA 0.852")
+    from napari_grounding.sample_cxr import REXGRADIENT_STUDY, write_rexgradient_sample
+
+    root = write_rexgradient_sample(tmp_path / "rg")
+    code, out, _ = run(capsys, "describe", str(root), "--json")
+    described = json.loads(out)
+    assert [i["id"] for i in described["images"]] == ["view/0", "view/1"]
+    assert [i["view"] for i in described["images"]] == ["PA", "LATERAL"]
+    assert described["case"] == REXGRADIENT_STUDY

@@ -13,6 +13,8 @@ from typing import Protocol
 
 from ..model import Case, GroundingError
 from .chest_ct import ChestCTDataset, SingleVolume
+from .chexmask import CheXmaskDataset
+from .rexgradient import ReXGradientDataset
 
 
 class Dataset(Protocol):
@@ -25,7 +27,14 @@ class Dataset(Protocol):
     def open_case(self, case_id: str) -> Case: ...
 
 
-READERS = (ChestCTDataset, SingleVolume)
+def summaries(dataset: Dataset):
+    """One line per case; streamed where the reader can do better than per-case lookups."""
+    streamed = getattr(dataset, "summaries", None)
+    return streamed() if streamed else (dataset.summary(i) for i in dataset.case_ids())
+
+
+# most specific first: a ReXGradient root has a metadata/ folder, as a CT-RATE root does
+READERS = (ReXGradientDataset, CheXmaskDataset, ChestCTDataset, SingleVolume)
 
 
 def can_read(path: str | os.PathLike) -> bool:
@@ -36,26 +45,37 @@ def can_read(path: str | os.PathLike) -> bool:
         return False
 
 
-def open_dataset(path: str | os.PathLike, images: str | os.PathLike | None = None) -> Dataset:
-    """The dataset at ``path``; ``images`` names a folder holding its images elsewhere."""
+def open_dataset(path: str | os.PathLike, images: str | os.PathLike | None = None,
+                 compare: str | os.PathLike | None = None) -> Dataset:
+    """The dataset at ``path``; ``images`` names a folder holding its images elsewhere;
+    ``compare`` a second annotation set (a CheXmask-form CSV) for the same images."""
     path = Path(path).expanduser()
     if not path.exists():
         raise GroundingError(f"{path}: no such file or folder")
     image_dir = Path(images).expanduser() if images else None
     if image_dir is not None and not image_dir.is_dir():
         raise GroundingError(f"--images {image_dir}: not a folder")
+    second = Path(compare).expanduser() if compare else None
+    if second is not None and not second.is_file():
+        raise GroundingError(f"--compare {second}: file not found")
     for reader in READERS:
         if reader.matches(path):
+            if second is not None:
+                if reader is not CheXmaskDataset:
+                    raise GroundingError(f"--compare works with CheXmask CSVs, not {path}")
+                return CheXmaskDataset(path, image_dir, compare=second)
             return reader(path, image_dir)
     raise GroundingError(
         f"{path}: not a dataset napari-grounding can read (expected a ReXGroundingCT folder "
-        "with dataset.json, a CT-RATE folder, or a .nii/.nii.gz volume)")
+        "with dataset.json, a CT-RATE folder, a .nii/.nii.gz volume, a CheXmask CSV or a "
+        "ReXGradient folder with metadata/*_metadata_view_position.json)")
 
 
 def open_case(path: str | os.PathLike, case: str | None = None,
-              images: str | os.PathLike | None = None) -> Case:
+              images: str | os.PathLike | None = None,
+              compare: str | os.PathLike | None = None) -> Case:
     """One case of the dataset at ``path``: the named one, or the first."""
-    dataset = open_dataset(path, images)
+    dataset = open_dataset(path, images, compare)
     if case is None:
         ids = dataset.case_ids()
         if not ids:

@@ -112,7 +112,7 @@ class CheXmaskDataset:
         image = self._canvas(picture, shape, case)
         case.images[image.id] = image
         if shape is not None:
-            own = self._annotations(row, shape, where, "CheXmask (model output)", "", case)
+            own = self._annotations(row, shape, where, "CheXmask", "", case)
             case.annotations.update({a.id: a for a in own})
         case.items = [TextItem(id=f"structure/{s}", text=STRUCTURE_TITLES[s],
                                tags={"structure": s.replace("_", " ")},

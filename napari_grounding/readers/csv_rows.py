@@ -47,14 +47,14 @@ def _open_binary(path: Path, index_file: Path | None = None):
     return open(path, "rb")
 
 
-def _index_folder(path: Path, index_dir: Path | None) -> tuple[Path, str]:
-    """Where the index lives: beside the CSV if writable, else the user cache."""
+def _index_locations(path: Path, index_dir: Path | None) -> list[tuple[Path, str]]:
+    """Where the index may live, preferred first: the folder asked for, else beside the CSV,
+    else the user cache (named by the CSV's full path)."""
     if index_dir is not None:
-        return index_dir, path.name
-    if os.access(path.parent, os.W_OK):
-        return path.parent, path.name
+        return [(index_dir, path.name)]
     digest = hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:16]
-    return user_cache_path("napari-grounding") / "csv-index", f"{digest}-{path.name}"
+    return [(path.parent, path.name),
+            (user_cache_path("napari-grounding") / "csv-index", f"{digest}-{path.name}")]
 
 
 class CsvRows:
@@ -106,28 +106,31 @@ class CsvRows:
         return self._table
 
     # -- the index --------------------------------------------------------------------------
-    def _index_paths(self, index_dir: Path | None) -> tuple[Path, Path, Path]:
-        folder, stem = _index_folder(self.path, index_dir)
-        return (folder / f"{stem}.rows.npy", folder / f"{stem}.rows.json",
-                folder / f"{stem}.gzidx")
-
     def _signature(self) -> dict:
         stat = self.path.stat()
         return {"version": _INDEX_VERSION, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns,
                 "id_column": self.id_column}
 
     def _load_or_build_index(self, index_dir: Path | None) -> tuple[np.ndarray, Path | None]:
-        rows_file, meta_file, gz_file = self._index_paths(index_dir)
-        gz = gz_file if self.path.name.endswith(".gz") else None
+        failure: OSError | None = None
+        for folder, stem in _index_locations(self.path, index_dir):
+            try:
+                return self._load_or_build_at(folder, stem)
+            except PermissionError as err:  # a read-only dataset folder: try the next place
+                failure = err
+        raise GroundingError(f"{self.path}: cannot write its row index ({failure})")
+
+    def _load_or_build_at(self, folder: Path, stem: str) -> tuple[np.ndarray, Path | None]:
+        rows_file, meta_file = folder / f"{stem}.rows.npy", folder / f"{stem}.rows.json"
+        gz = folder / f"{stem}.gzidx" if self.path.name.endswith(".gz") else None
         try:
             if json.loads(meta_file.read_text()) == self._signature():
                 return np.load(rows_file, mmap_mode="r"), gz
         except (OSError, ValueError):
             pass  # missing or stale: rebuild
-        rows_file.parent.mkdir(parents=True, exist_ok=True)
-        index = self._build_index(gz)
-        tmp = rows_file.with_name(rows_file.name + ".tmp.npy")
-        np.save(tmp, index)
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = folder / f"{stem}.rows.tmp.npy"
+        np.save(tmp, self._build_index(gz))
         os.replace(tmp, rows_file)
         meta_file.write_text(json.dumps(self._signature()))  # written last: marks it complete
         return np.load(rows_file, mmap_mode="r"), gz

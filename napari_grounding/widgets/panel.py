@@ -40,6 +40,7 @@ if TYPE_CHECKING:
 
 WINDOW_KEYS = {"lung": "Alt-1", "mediastinum": "Alt-2", "bone": "Alt-3"}
 NEXT_VIEW_KEY = "Alt-V"
+CASE_BADGES = ("split", "source", "scanner", "slices", "masks", "sex", "age")
 MASK_MODES = ("all", "selected")
 
 
@@ -82,7 +83,7 @@ class GroundingPanel(QWidget):
         self.view_box = QComboBox()
         self.view_box.setToolTip("Image of the case shown (Alt-V: next)")
         self.view_box.setVisible(False)
-        self.view_box.currentIndexChanged.connect(lambda _: self._apply_display())
+        self.view_box.currentIndexChanged.connect(self._on_view_changed)
         self.tree = TextTree()
         self.tree.itemSelectionChanged.connect(self._on_tree_selection)
         self.details = QLabel()
@@ -162,6 +163,10 @@ class GroundingPanel(QWidget):
         has_ct = any(i.kind == "ct" for i in case.images.values())
         for button in self.window_buttons.values():
             button.setVisible(has_ct)
+        for widget in (self.mode, self.contours):
+            widget.setVisible(bool(case.annotations))
+        for column in range(2, self.tree.columnCount()):
+            self.tree.setColumnHidden(column, not case.annotations)
         self.tree.populate(case)
         self.details.setText("")
         self._start_stats(case)
@@ -170,8 +175,12 @@ class GroundingPanel(QWidget):
     def _case_badges(case: Case) -> str:
         positive = [k.split(":", 1)[1] for k, v in case.tags.items()
                     if k.startswith("label:") and v == "1"]
-        plain = [f"{k}: {v}" for k, v in case.tags.items()
-                 if k in ("split", "scanner", "slices", "masks")]
+        plain = [f"{k}: {v}" for k, v in case.tags.items() if k in CASE_BADGES]
+        if "rca_dice_mean" in case.tags:
+            rca = f"RCA Dice {case.tags['rca_dice_mean']}"
+            flagged = case.tags.get("quality", "").startswith("flagged")
+            plain.append(f'<span style="color:#f0a030">⚠ {rca} (below 0.7)</span>' if flagged
+                         else rca)
         return " · ".join(plain + positive)
 
     def _on_layer_inserted(self, event: Any) -> None:
@@ -182,7 +191,7 @@ class GroundingPanel(QWidget):
         meta = grounding_meta(layer)
         if meta and (self.case is None or meta["case_key"] != self.case.key):
             self.set_case(meta["case"])
-        if meta and meta["role"] == "annotation":
+        if meta:
             self._apply_display()
 
     # -- statistics (off the UI thread) -----------------------------------------------------
@@ -233,6 +242,12 @@ class GroundingPanel(QWidget):
 
     def show_image(self, image_id: str) -> None:
         self.view_box.setCurrentIndex(self.view_box.findData(image_id))
+
+    def _on_view_changed(self, _index: int) -> None:
+        self._apply_display()
+        layer = self._image_layer(self.current_image) if self.current_image else None
+        if layer is not None:
+            self.viewer.fit_to_view(layers=[layer])
 
     def _key_next_view(self, _viewer: Any) -> None:
         if self.view_box.count() > 1:
