@@ -31,7 +31,7 @@ test: $(VENV)/.installed
 
 screenshot: $(VENV)/.installed
 	bash scripts/install-system-deps.sh
-	$(XVFB) $(BIN)/python scripts/screenshot.py docs/screenshot.png
+	$(XVFB) $(BIN)/python scripts/screenshot.py docs
 
 clean:
 	rm -rf $(VENV) $(SAMPLE) .pytest_cache

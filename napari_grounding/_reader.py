@@ -7,7 +7,7 @@ from typing import Any
 
 from .layers import LayerData, case_layers
 from .model import GroundingError
-from .readers import can_read, open_case
+from .readers import can_read, first_case_id, open_dataset
 
 # napari's way of saying "read fine, nothing to add": no second reader, no traceback
 NOTHING: list[Any] = [(None,)]
@@ -27,21 +27,23 @@ def read_case(path: str | list[str]) -> list[LayerData]:
 
     path = path[0] if isinstance(path, list) else path
     try:
-        case = open_case(path)
+        dataset = open_dataset(path)
+        case = dataset.open_case(first_case_id(dataset, path))
     except GroundingError as err:
         show_error(str(err))
         return NOTHING
-    return layers_with_panel(case)
+    return layers_with_panel(case, dataset)
 
 
-def layers_with_panel(case: Any) -> list[LayerData]:
+def layers_with_panel(case: Any, dataset: Any = None) -> list[LayerData]:
     """The case's layers for napari to add, with the panel docked to take them up."""
-    _dock_panel_if_possible()
+    panel = _dock_panel_if_possible()
+    if panel is not None:
+        panel.set_case(case)
+        if dataset is not None:
+            panel.set_dataset(dataset)
     layers = case_layers(case)
-    if not layers:  # text only: the panel still shows the case
-        _panel_show_text(case)
-        return NOTHING
-    return layers
+    return layers or NOTHING  # text only: the panel still shows the case
 
 
 def _dock_panel_if_possible() -> Any:
@@ -53,9 +55,3 @@ def _dock_panel_if_possible() -> Any:
     from .widgets.launch import dock_panel
 
     return dock_panel(viewer)
-
-
-def _panel_show_text(case: Any) -> None:
-    panel = _dock_panel_if_possible()
-    if panel is not None:
-        panel.set_case(case)

@@ -7,7 +7,7 @@ from pathlib import Path
 from platformdirs import user_cache_path
 
 from .layers import LayerData
-from .readers import open_case
+from .readers import open_dataset
 from .sample import CASE, write_sample
 from .sample_cxr import write_chexmask_sample, write_rexgradient_sample
 
@@ -32,7 +32,8 @@ def cxr_chexmask() -> list[LayerData]:
     csv_path = root / "chexmask" / "MIMIC-CXR-JPG.csv"
     if not csv_path.is_file():
         write_chexmask_sample(root)
-    return layers_with_panel(open_case(csv_path, images=root / "mimic-cxr-jpg"))
+    dataset = open_dataset(csv_path, images=root / "mimic-cxr-jpg")
+    return layers_with_panel(dataset.open_case(dataset.case_ids()[0]), dataset)
 
 
 def cxr_rexgradient() -> list[LayerData]:

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from .model import Case, GroundingError, TextItem
-from .readers import open_dataset, summaries
+from .readers import first_case_id, open_dataset, summaries
 
 PROG = "napari-grounding"
 
@@ -90,13 +90,10 @@ def _open_named_case(args: argparse.Namespace, require_name: bool) -> tuple[Any,
     dataset = open_dataset(args.path, args.images, args.compare)
     name = args.case
     if name is None:
-        ids = dataset.case_ids()
-        if not ids:
-            raise GroundingError(f"{args.path}: holds no cases")
-        if require_name and len(ids) > 1:
+        name = first_case_id(dataset, args.path)
+        if require_name and len(ids := dataset.case_ids()) > 1:
             raise GroundingError(f"{args.path} holds {len(ids)} cases; name one with --case "
                                  f"(list them with: {PROG} cases {args.path})")
-        name = ids[0]
     return dataset, dataset.open_case(name)
 
 

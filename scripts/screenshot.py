@@ -1,4 +1,4 @@
-"""Refresh the README screenshot: napari with the panel and a selected finding.
+"""Refresh the README screenshots: napari with the panel, on the CT and CXR samples.
 
 Run under a virtual X server (``make screenshot`` does): napari needs OpenGL to draw.
 """
@@ -13,29 +13,37 @@ from pathlib import Path
 import napari
 from qtpy.QtWidgets import QApplication
 
-from napari_grounding.readers import open_case
+from napari_grounding.readers import open_dataset
 from napari_grounding.sample import write_sample
+from napari_grounding.sample_cxr import write_chexmask_sample
 from napari_grounding.widgets.launch import show_case
 
 
-def main(out: Path) -> None:
-    with tempfile.TemporaryDirectory() as folder:
-        case = open_case(write_sample(folder))
-        viewer = napari.Viewer(title="napari-grounding", show=True)
-        viewer.window.resize(1500, 900)
-        panel = show_case(viewer, case, item="finding/0")
-        app = QApplication.instance()
-        deadline = time.monotonic() + 30
-        while panel.stats is None and time.monotonic() < deadline:
-            app.processEvents()
-            time.sleep(0.02)
-        panel.tree.resizeColumnToContents(2)
+def snap(dataset, item: str, out: Path, contours: bool = False) -> None:
+    viewer = napari.Viewer(title="napari-grounding", show=True)
+    viewer.window.resize(1500, 900)
+    panel = show_case(viewer, dataset.open_case(dataset.case_ids()[0]), item=item,
+                      dataset=dataset)
+    app = QApplication.instance()
+    deadline = time.monotonic() + 30
+    while panel.stats is None and time.monotonic() < deadline:
         app.processEvents()
-        out.parent.mkdir(parents=True, exist_ok=True)
-        viewer.screenshot(str(out), canvas_only=False, flash=False)
-        viewer.close()
+        time.sleep(0.02)
+    panel.set_mask_mode("all", contours=contours)
+    app.processEvents()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    viewer.screenshot(str(out), canvas_only=False, flash=False)
+    viewer.close()
     print(out)
 
 
+def main(folder: Path) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        snap(open_dataset(write_sample(Path(tmp) / "ct")), "finding/0", folder / "screenshot.png")
+        csv_path = write_chexmask_sample(Path(tmp) / "cxr")
+        snap(open_dataset(csv_path, images=Path(tmp) / "cxr" / "mimic-cxr-jpg"),
+             "structure/heart", folder / "screenshot-cxr.png", contours=True)
+
+
 if __name__ == "__main__":
-    main(Path(sys.argv[1] if len(sys.argv) > 1 else "docs/screenshot.png"))
+    main(Path(sys.argv[1] if len(sys.argv) > 1 else "docs"))

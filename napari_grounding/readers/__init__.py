@@ -76,9 +76,11 @@ def open_case(path: str | os.PathLike, case: str | None = None,
               compare: str | os.PathLike | None = None) -> Case:
     """One case of the dataset at ``path``: the named one, or the first."""
     dataset = open_dataset(path, images, compare)
-    if case is None:
-        ids = dataset.case_ids()
-        if not ids:
-            raise GroundingError(f"{path}: holds no cases")
-        case = ids[0]
-    return dataset.open_case(case)
+    return dataset.open_case(case if case is not None else first_case_id(dataset, path))
+
+
+def first_case_id(dataset: Dataset, where: str | os.PathLike) -> str:
+    ids = dataset.case_ids()
+    if not ids:
+        raise GroundingError(f"{where}: holds no cases")
+    return ids[0]

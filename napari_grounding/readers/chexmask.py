@@ -62,6 +62,12 @@ class CheXmaskDataset:
         missing = [c for c in ("Landmarks", *STRUCTURE_COLUMNS.values()) if c not in self.rows.header]
         self.missing_columns = missing
 
+    def set_images(self, folder: Path) -> None:
+        """Pair rows with the pictures under ``folder`` from now on."""
+        if not folder.is_dir():
+            raise GroundingError(f"{folder}: not a folder")
+        self.images = ImageFolder(folder)
+
     @staticmethod
     def matches(path: Path) -> bool:
         if not (path.is_file() and path.name.lower().endswith((".csv", ".csv.gz"))):

@@ -57,6 +57,12 @@ class ReXGradientDataset:
         for file in sorted(self.metadata.glob("*_metadata.csv")):
             self._merge_csv(file)
 
+    def set_images(self, folder: Path) -> None:
+        """Look for the pictures under ``folder`` (the deid_png folder or its parent)."""
+        if not folder.is_dir():
+            raise GroundingError(f"{folder}: not a folder")
+        self.images = folder
+
     @staticmethod
     def matches(path: Path) -> bool:
         if path.is_file():

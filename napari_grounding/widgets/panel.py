@@ -7,6 +7,7 @@ text whose annotations cover the clicked point. The panel knows Cases only, neve
 from __future__ import annotations
 
 from functools import partial
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -15,6 +16,7 @@ from napari.utils.notifications import show_error, show_warning
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
+    QFileDialog,
     QHBoxLayout,
     QLabel,
     QPushButton,
@@ -40,6 +42,7 @@ if TYPE_CHECKING:
 
 WINDOW_KEYS = {"lung": "Alt-1", "mediastinum": "Alt-2", "bone": "Alt-3"}
 NEXT_VIEW_KEY = "Alt-V"
+MAX_LISTED_CASES = 5000
 CASE_BADGES = ("split", "source", "scanner", "slices", "masks", "sex", "age")
 MASK_MODES = ("all", "selected")
 
@@ -72,8 +75,15 @@ class GroundingPanel(QWidget):
     # -- construction -----------------------------------------------------------------------
     def _build(self) -> None:
         self.case_box = QComboBox()
+        self.case_box.setEditable(True)  # type a case id and press Enter
+        self.case_box.setInsertPolicy(QComboBox.InsertPolicy.NoInsert)
         self.case_box.setVisible(False)
         self.case_box.activated.connect(self._on_case_chosen)
+        self.case_box.lineEdit().returnPressed.connect(lambda: self._on_case_chosen(-1))
+        self.images_button = QPushButton("Images folder…")
+        self.images_button.setToolTip("Where this dataset's pictures are (as --images)")
+        self.images_button.clicked.connect(self._choose_images_folder)
+        self.images_button.setVisible(False)
         self.title = QLabel("No case open. Open a dataset folder or File > Open Sample.")
         self.title.setWordWrap(True)
         self.problems = QLabel()
@@ -106,7 +116,8 @@ class GroundingPanel(QWidget):
             self.window_buttons[name] = button
         self.setMinimumWidth(480)  # room for the sentence next to its badges and numbers
         layout = QVBoxLayout(self)
-        for widget in (self.case_box, self.title, self.problems, self.view_box, self.tree):
+        for widget in (self.case_box, self.images_button, self.title, self.problems, self.view_box,
+                       self.tree):
             layout.addWidget(widget)
         layout.addLayout(display)
         layout.addLayout(windows)
@@ -118,13 +129,31 @@ class GroundingPanel(QWidget):
         self.dataset = dataset
         ids = dataset.case_ids()
         self.case_box.clear()
-        self.case_box.addItems(ids)
+        self.case_box.addItems(ids[:MAX_LISTED_CASES])  # any other id can be typed
         self.case_box.setVisible(len(ids) > 1)
-        if self.case is not None and self.case.id in ids:
-            self.case_box.setCurrentIndex(ids.index(self.case.id))
+        if self.case is not None:
+            self.case_box.setCurrentText(self.case.id)
+        self.images_button.setVisible(hasattr(dataset, "set_images"))
 
-    def _on_case_chosen(self, index: int) -> None:
-        case_id = self.case_box.itemText(index)
+    def _choose_images_folder(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Folder holding the dataset's images")
+        if folder:
+            self.set_images_folder(folder)
+
+    def set_images_folder(self, folder: str) -> None:
+        """Pair the dataset's rows with pictures in ``folder`` and reopen the case."""
+        if self.dataset is None or self.case is None:
+            return
+        try:
+            self.dataset.set_images(Path(folder))
+            case = self.dataset.open_case(self.case.id)
+        except GroundingError as err:
+            show_error(str(err))
+            return
+        self.show_case(case)
+
+    def _on_case_chosen(self, _index: int) -> None:
+        case_id = self.case_box.currentText().strip()
         if self.dataset is None or (self.case is not None and case_id == self.case.id):
             return
         try:
@@ -165,8 +194,10 @@ class GroundingPanel(QWidget):
             button.setVisible(has_ct)
         for widget in (self.mode, self.contours):
             widget.setVisible(bool(case.annotations))
+        three_d = any(i.data.ndim == 3 for i in case.images.values())
         for column in range(2, self.tree.columnCount()):
-            self.tree.setColumnHidden(column, not case.annotations)
+            ct_only = column in (3, 5)  # mL and slice range
+            self.tree.setColumnHidden(column, not case.annotations or (ct_only and not three_d))
         self.tree.populate(case)
         self.details.setText("")
         self._start_stats(case)

@@ -16,7 +16,9 @@ ID_ROLE = Qt.ItemDataRole.UserRole
 
 
 def badges(item: TextItem) -> str:
-    return " · ".join(item.tags[k] for k in BADGE_TAGS if k in item.tags)
+    shown = [item.tags[k] for k in BADGE_TAGS if k in item.tags]
+    shown += [f"Dice {v}" for k, v in item.tags.items() if k.startswith("dice vs")]
+    return " · ".join(shown)
 
 
 def stats_columns(case: Case, item: TextItem, stats: dict[str, AnnotationStats]) -> list[str]:

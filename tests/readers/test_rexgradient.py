@@ -75,3 +75,14 @@ def test_cases_and_errors(study_root, tmp_path):
     metadata_file(study_root).write_text("{")
     with pytest.raises(GroundingError, match=r"not valid JSON \(line 1, column 2"):
         open_dataset(study_root)
+
+
+def test_per_study_csv_fills_in_studies(study_root):
+    (study_root / "metadata" / "valid_metadata.csv").write_text(
+        "StudyID,PatientID,PatientSex,Findings,Impression\n"
+        "pX_aX_s9,X,F,Heart size normal. Lungs clear.,None\n")
+    dataset = open_dataset(study_root)
+    assert dataset.case_ids() == [REXGRADIENT_STUDY, "pX_aX_s9"]
+    case = dataset.open_case("pX_aX_s9")
+    assert case.images == {} and case.tags["split"] == "valid" and case.tags["sex"] == "F"
+    assert [i.title for i in case.items] == ["Findings"]

@@ -103,3 +103,29 @@ def test_cxr_samples_in_the_menu(make_napari_viewer, tmp_path, monkeypatch):
     viewer.open_sample("napari-grounding", "cxr-rexgradient")
     assert [la._type_string for la in viewer.layers] == ["image", "image"]
     assert dock_panel(viewer).case.dataset == "rexgradient"
+
+
+def test_images_folder_chosen_in_the_panel(make_napari_viewer, tmp_path):
+    csv_path = write_chexmask_sample(tmp_path)
+    viewer = make_napari_viewer()
+    viewer.open(str(csv_path), plugin="napari-grounding")
+    panel = dock_panel(viewer)
+    assert panel.case.images["image"].meta.get("blank")
+    assert panel.images_button.isVisibleTo(panel)
+    panel.set_images_folder(str(tmp_path / "mimic-cxr-jpg"))
+    assert "blank" not in panel.case.images["image"].meta
+    image_layers = [la for la in viewer.layers if grounding_meta(la)["role"] == "image"]
+    assert len(image_layers) == 1 and np.asarray(image_layers[0].data).max() > 100
+
+
+def test_typing_a_case_id_opens_it(make_napari_viewer, tmp_path):
+    csv_path = write_chexmask_sample(tmp_path)
+    viewer = make_napari_viewer()
+    dataset = open_dataset(csv_path, images=tmp_path / "mimic-cxr-jpg")
+    panel = show_case(viewer, dataset.open_case(DICOM_IDS[0]), dataset=dataset)
+    panel.case_box.lineEdit().setText(DICOM_IDS[1])
+    panel.case_box.lineEdit().returnPressed.emit()
+    assert panel.case.id == DICOM_IDS[1]
+    panel.case_box.lineEdit().setText("no-such-image")
+    panel.case_box.lineEdit().returnPressed.emit()
+    assert panel.case.id == DICOM_IDS[1]  # an unknown id is a notification, not a crash
