@@ -10,6 +10,7 @@ from .layers import LayerData
 from .readers import open_dataset
 from .sample import CASE, write_sample
 from .sample_cxr import write_chexmask_sample, write_rexgradient_sample
+from .sample_qba import write_qba_sample
 
 
 def _root(name: str) -> Path:
@@ -43,3 +44,13 @@ def cxr_rexgradient() -> list[LayerData]:
     if not (root / "metadata").is_dir():
         write_rexgradient_sample(root)
     return read_case(str(root))
+
+
+def qba_study() -> list[LayerData]:
+    from ._reader import layers_with_panel
+
+    root = _root("qba-phantom")
+    if not (root / "qa").is_dir():
+        write_qba_sample(root)
+    dataset = open_dataset(root, images=root / "mimic-cxr-jpg")
+    return layers_with_panel(dataset.open_case(dataset.case_ids()[0]), dataset)

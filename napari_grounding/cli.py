@@ -116,11 +116,13 @@ def _sample(args: argparse.Namespace) -> None:
 
     from .sample import write_sample
     from .sample_cxr import write_chexmask_sample, write_rexgradient_sample
+    from .sample_qba import write_qba_sample
 
     root = Path(args.path)
     print(write_sample(root / "ct-phantom"))
     print(write_chexmask_sample(root / "cxr-phantom"), f"(images: {root / 'cxr-phantom'}/mimic-cxr-jpg)")
     print(write_rexgradient_sample(root / "rexgradient-phantom"))
+    print(write_qba_sample(root / "qba-phantom"), f"(images: {root / 'qba-phantom'}/mimic-cxr-jpg)")
 
 
 VERBS = {"view": _view, "cases": _cases, "describe": _describe, "sample": _sample}

@@ -12,7 +12,15 @@ from .metrics import (
     display_slice_range,
     volume_ml,
 )
-from .model import Annotation, Case, ContourAnnotation, Image, MaskAnnotation, TextItem
+from .model import (
+    Annotation,
+    BoxAnnotation,
+    Case,
+    ContourAnnotation,
+    Image,
+    MaskAnnotation,
+    TextItem,
+)
 
 
 def _round(values: Any, digits: int = 3) -> list[float]:
@@ -59,7 +67,19 @@ def shape_dict(annotation: Annotation, stats: ShapeStats) -> dict[str, Any]:
     return out
 
 
+def box_dict(box: BoxAnnotation) -> dict[str, Any]:
+    """Image pixel coordinates; ``given`` is the dataset's box before clipping."""
+    out: dict[str, Any] = {"id": box.id, "kind": "box", "set": box.set, "image": box.image,
+                           "xyxy": _round(box.xyxy, 2), "clipped": box.clipped,
+                           "fallback": box.fallback, "label": box.label}
+    if box.clipped:
+        out["given"] = _round(box.given, 2)
+    return out
+
+
 def annotation_dict(case: Case, annotation: Annotation) -> dict[str, Any]:
+    if isinstance(annotation, BoxAnnotation):
+        return box_dict(annotation)
     stats = case_stats(case).get(annotation.id)
     if isinstance(stats, MaskStats):
         return mask_dict(annotation, stats, case.images.get(annotation.image))
@@ -76,6 +96,12 @@ def annotation_summary(case: Case, annotation_id: str,
     found = stats.get(annotation_id) if stats else None
     if found is None:
         return f"{annotation_id}: measuring…"
+    if isinstance(annotation, BoxAnnotation):
+        flags = [f for f, on in (("clipped", annotation.clipped), ("fallback", annotation.fallback))
+                 if on]
+        note = f" ({', '.join(flags)})" if flags else ""
+        return (f"box on {annotation.image[:12]}…: "
+                f"{', '.join(f'{v:.0f}' for v in annotation.xyxy)}{note}")
     if isinstance(found, ShapeStats):
         return f"{annotation_id} [{annotation.set}]: {annotation.kind}, {found.points} points"
     image = case.images.get(annotation.image)

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from .model import Annotation, Case, ContourAnnotation, Image, MaskAnnotation
+from .model import Annotation, BoxAnnotation, Case, ContourAnnotation, Image, MaskAnnotation
 
 META_KEY = "napari_grounding"
 LayerData = tuple[Any, dict[str, Any], str]
@@ -111,8 +111,52 @@ def contour_layer(case: Case, contour: ContourAnnotation, slot: int) -> LayerDat
     return [np.asarray(contour.points, dtype=float)], kwargs, "shapes"
 
 
+POSITIVENESS_COLOURS = {"pos": (1.0, 0.35, 0.2, 1.0), "neg": (0.2, 0.85, 0.6, 1.0)}
+OTHER_COLOUR = (1.0, 0.85, 0.2, 1.0)
+
+
+def box_rectangle(box: BoxAnnotation) -> np.ndarray:
+    (y1, x1), (y2, x2) = box.corners
+    return np.array([[y1, x1], [y1, x2], [y2, x2], [y2, x1]], dtype=float)
+
+
+def box_style(box: BoxAnnotation, image: Image) -> tuple[tuple[float, ...], float, str]:
+    """Edge colour (by positiveness), width and text label; fallbacks thinner and fainter."""
+    colour = POSITIVENESS_COLOURS.get(box.positiveness, OTHER_COLOUR)
+    width = max(2.0, max(image.orientation.source_shape) / 500)
+    if box.fallback:
+        return (*colour[:3], 0.55), width / 2, f"{box.label} (fallback)"
+    return colour, width, box.label
+
+
+def box_shapes(case: Case, box_ids: list[str]) -> dict[str, Any]:
+    """Data, colours, widths and labels of some boxes (one image's), for a shapes layer."""
+    boxes = [case.annotations[b] for b in box_ids]
+    styles = [box_style(b, case.images[b.image]) for b in boxes]
+    return {"data": [box_rectangle(b) for b in boxes],
+            "edge_color": [s[0] for s in styles] or "white",
+            "edge_width": [s[1] for s in styles] or 1.0,
+            "features": {"label": [s[2] for s in styles]}}
+
+
+def boxes_layer(case: Case, image: Image, box_ids: list[str]) -> LayerData:
+    shapes = box_shapes(case, box_ids)
+    kwargs = {
+        "name": f"boxes {image.label}",
+        "shape_type": "rectangle",
+        "edge_color": shapes["edge_color"],
+        "edge_width": shapes["edge_width"],
+        "face_color": "transparent",
+        "features": shapes["features"],
+        "text": {"string": "{label}", "anchor": "upper_left", "size": 9, "color": "white"},
+        "metadata": _meta(case, "boxes", image=image.id, boxes=list(box_ids)),
+        **_geometry(image),
+    }
+    return shapes["data"], kwargs, "shapes"
+
+
 def case_layers(case: Case) -> list[LayerData]:
-    """The images first, then each drawable annotation: masks, then contours."""
+    """The images first, then each drawable annotation: masks, contours, boxes per image."""
     slots = colour_slots(case)
     layers = [image_layer(case, image) for image in case.images.values()]
     annotations = drawable(case)
@@ -120,6 +164,11 @@ def case_layers(case: Case) -> list[LayerData]:
                if isinstance(a, MaskAnnotation)]
     layers += [contour_layer(case, a, slots[a.id]) for a in annotations
                if isinstance(a, ContourAnnotation)]
+    for image in case.images.values():
+        boxes = [a.id for a in case.annotations.values()
+                 if isinstance(a, BoxAnnotation) and a.image == image.id]
+        if boxes:
+            layers.append(boxes_layer(case, image, boxes))
     return layers
 
 

@@ -14,7 +14,7 @@ import dask
 import numpy as np
 from dask import delayed
 
-from .model import Case, ContourAnnotation, Image, MaskAnnotation
+from .model import BoxAnnotation, Case, ContourAnnotation, Image, MaskAnnotation
 
 
 def compute_isolated(*collections: Any) -> tuple[Any, ...]:
@@ -171,5 +171,7 @@ def case_stats(case: Case) -> dict[str, AnnotationStats]:
             zip([m.id for m in masks], mask_stats_many([m.data for m in masks]), strict=True))
         stats.update({a.id: shape_stats(a.points) for a in case.annotations.values()
                       if isinstance(a, ContourAnnotation)})
+        stats.update({a.id: shape_stats(a.corners) for a in case.annotations.values()
+                      if isinstance(a, BoxAnnotation)})
         case.cache["stats"] = stats
     return case.cache["stats"]

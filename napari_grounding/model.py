@@ -163,6 +163,29 @@ class ContourAnnotation(Annotation):
     kind: str = "contour"
 
 
+@dataclass(kw_only=True)
+class BoxAnnotation(Annotation):
+    """A box on an image, in that image's pixel coordinates (x1, y1, x2, y2).
+
+    ``xyxy`` is what is drawn (clipped to the image when its size is known); ``given`` is what
+    the dataset said.
+    """
+
+    xyxy: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)
+    given: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)
+    clipped: bool = False
+    fallback: bool = False
+    label: str = ""
+    positiveness: str = ""
+    kind: str = "box"
+
+    @property
+    def corners(self) -> list[tuple[float, float]]:
+        """Top-left and bottom-right as (row, column)."""
+        x1, y1, x2, y2 = self.xyxy
+        return [(y1, x1), (y2, x2)]
+
+
 @dataclass
 class TextItem:
     """A finding, report section, sentence, question or answer, with its links."""

@@ -146,7 +146,8 @@ def test_sample_writes_the_phantoms(capsys, tmp_path):
     assert code == 0 and mask_file(tmp_path / "ct-phantom").is_file()
     assert (tmp_path / "cxr-phantom" / "chexmask" / "MIMIC-CXR-JPG.csv").is_file()
     assert (tmp_path / "rexgradient-phantom" / "metadata").is_dir()
-    assert len(out.splitlines()) == 3
+    assert (tmp_path / "qba-phantom" / "qa").is_dir()
+    assert len(out.splitlines()) == 4
 
 
 def test_installed_entry_point(sample_root):

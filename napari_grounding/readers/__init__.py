@@ -14,6 +14,7 @@ from typing import Protocol
 from ..model import Case, GroundingError
 from .chest_ct import ChestCTDataset, SingleVolume
 from .chexmask import CheXmaskDataset
+from .qba import QBADataset
 from .rexgradient import ReXGradientDataset
 
 
@@ -34,7 +35,7 @@ def summaries(dataset: Dataset):
 
 
 # most specific first: a ReXGradient root has a metadata/ folder, as a CT-RATE root does
-READERS = (ReXGradientDataset, CheXmaskDataset, ChestCTDataset, SingleVolume)
+READERS = (ReXGradientDataset, QBADataset, CheXmaskDataset, ChestCTDataset, SingleVolume)
 
 
 def can_read(path: str | os.PathLike) -> bool:
@@ -68,7 +69,8 @@ def open_dataset(path: str | os.PathLike, images: str | os.PathLike | None = Non
     raise GroundingError(
         f"{path}: not a dataset napari-grounding can read (expected a ReXGroundingCT folder "
         "with dataset.json, a CT-RATE folder, a .nii/.nii.gz volume, a CheXmask CSV or a "
-        "ReXGradient folder with metadata/*_metadata_view_position.json)")
+        "ReXGradient folder with metadata/*_metadata_view_position.json, or a QBA folder with "
+        "qa/ or qa.zip)")
 
 
 def open_case(path: str | os.PathLike, case: str | None = None,

@@ -11,12 +11,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import pandas as pd
 from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error, show_warning
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
     QFileDialog,
+    QFormLayout,
     QHBoxLayout,
     QLabel,
     QPushButton,
@@ -26,13 +28,14 @@ from qtpy.QtWidgets import (
 from skimage.measure import points_in_poly
 
 from ..describe import annotation_summary
-from ..layers import case_layers, grounding_meta
+from ..filters import filter_choices, kept_items
+from ..layers import box_shapes, case_layers, grounding_meta
 from ..metrics import (
     AnnotationStats,
     case_stats,
     compute_isolated,
 )
-from ..model import Case, ContourAnnotation, GroundingError
+from ..model import Case, ContourAnnotation, GroundingError, MaskAnnotation
 from ..navigation import item_annotation_ids, item_target, zoom_factor
 from ..windows import CT_WINDOWS, window_limits
 from .text_tree import TextTree
@@ -94,6 +97,10 @@ class GroundingPanel(QWidget):
         self.view_box.setToolTip("Image of the case shown (Alt-V: next)")
         self.view_box.setVisible(False)
         self.view_box.currentIndexChanged.connect(self._on_view_changed)
+        self.filter_box = QWidget()
+        self.filter_form = QFormLayout(self.filter_box)
+        self.filter_form.setContentsMargins(0, 0, 0, 0)
+        self.filters: dict[str, QComboBox] = {}
         self.tree = TextTree()
         self.tree.itemSelectionChanged.connect(self._on_tree_selection)
         self.details = QLabel()
@@ -117,7 +124,7 @@ class GroundingPanel(QWidget):
         self.setMinimumWidth(480)  # room for the sentence next to its badges and numbers
         layout = QVBoxLayout(self)
         for widget in (self.case_box, self.images_button, self.title, self.problems, self.view_box,
-                       self.tree):
+                       self.filter_box, self.tree):
             layout.addWidget(widget)
         layout.addLayout(display)
         layout.addLayout(windows)
@@ -192,15 +199,38 @@ class GroundingPanel(QWidget):
         has_ct = any(i.kind == "ct" for i in case.images.values())
         for button in self.window_buttons.values():
             button.setVisible(has_ct)
-        for widget in (self.mode, self.contours):
-            widget.setVisible(bool(case.annotations))
+        has_masks = any(isinstance(a, MaskAnnotation) for a in case.annotations.values())
+        self.mode.setVisible(bool(case.annotations))
+        self.contours.setVisible(has_masks)
         three_d = any(i.data.ndim == 3 for i in case.images.values())
         for column in range(2, self.tree.columnCount()):
             ct_only = column in (3, 5)  # mL and slice range
-            self.tree.setColumnHidden(column, not case.annotations or (ct_only and not three_d))
+            self.tree.setColumnHidden(column, not has_masks or (ct_only and not three_d))
         self.tree.populate(case)
+        self._build_filters(case)
         self.details.setText("")
         self._start_stats(case)
+
+    def _build_filters(self, case: Case) -> None:
+        """One drop-down per filterable tag the case carries (QBA: strategy, type, ...)."""
+        while self.filter_form.rowCount():
+            self.filter_form.removeRow(0)
+        self.filters = {}
+        for tag, values in filter_choices(case).items():
+            combo = QComboBox()
+            combo.addItems(["all", *values])
+            combo.currentIndexChanged.connect(lambda _: self._apply_filters())
+            self.filter_form.addRow(tag.replace("_", " "), combo)
+            self.filters[tag] = combo
+        self.filter_box.setVisible(bool(self.filters))
+
+    def set_filter(self, tag: str, value: str) -> None:
+        combo = self.filters[tag]
+        combo.setCurrentIndex(combo.findText(value))
+
+    def _apply_filters(self) -> None:
+        chosen = {t: c.currentText() for t, c in self.filters.items() if c.currentText() != "all"}
+        self.tree.show_only(kept_items(self.case, chosen) if chosen else None)
 
     @staticmethod
     def _case_badges(case: Case) -> str:
@@ -317,8 +347,23 @@ class GroundingPanel(QWidget):
                 layer.contour = contour
             if annotation in chosen and first_chosen is None and on_view:
                 first_chosen = layer
+        for layer, meta in self._case_layers("boxes"):
+            layer.visible = shown_image is None or meta["image"] == shown_image
+            shown = [b for b in meta["boxes"] if not only_selected or b in chosen]
+            if shown != meta.get("shown", meta["boxes"]):
+                self._show_boxes(layer, shown)
+                meta["shown"] = shown
         if first_chosen is not None:  # its controls are the ones a reviewer wants
             self.viewer.layers.selection.active = first_chosen
+
+    def _show_boxes(self, layer: Any, box_ids: list[str]) -> None:
+        """Draw only these boxes on a per-image boxes layer."""
+        shapes = box_shapes(self.case, box_ids)
+        layer.data = shapes["data"]
+        layer.features = pd.DataFrame(shapes["features"])
+        if box_ids:
+            layer.edge_color = shapes["edge_color"]
+            layer.edge_width = shapes["edge_width"]
 
     def set_mask_mode(self, mode: str, contours: bool | None = None) -> None:
         self.mode.setCurrentIndex(MASK_MODES.index(mode))
@@ -364,6 +409,14 @@ class GroundingPanel(QWidget):
     def items_at(self, world_position: Any) -> list[str]:
         """Ids of the items whose annotations (on the shown image) cover a world point."""
         hits: list[str] = []
+        for _layer, meta in self._case_layers("boxes"):
+            if self.current_image not in (None, meta["image"]):
+                continue
+            row, column = np.asarray(world_position, dtype=float)[-2:]
+            for box_id in meta["boxes"]:
+                x1, y1, x2, y2 = self.case.annotations[box_id].xyxy
+                if x1 <= column <= x2 and y1 <= row <= y2:
+                    hits += [i.id for i in self.case.items_linked_to(box_id) if i.id not in hits]
         for layer, annotation_id in self._annotation_layers():
             annotation = self.case.annotations[annotation_id]
             if self.current_image not in (None, annotation.image):

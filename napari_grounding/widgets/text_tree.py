@@ -11,7 +11,8 @@ from ..metrics import AnnotationStats, MaskStats, display_slice_range, volume_ml
 from ..model import Case, TextItem
 
 COLUMNS = ("Text", "Tags", "Voxels", "mL", "Inst.", "Slices")
-BADGE_TAGS = ("category", "extent", "view")
+BADGE_TAGS = ("category", "extent", "view", "answer_type", "positiveness", "certainty",
+              "quality")
 ID_ROLE = Qt.ItemDataRole.UserRole
 
 
@@ -88,6 +89,11 @@ class TextTree(QTreeWidget):
             if row is not None:
                 for column, text in enumerate(stats_columns(case, item, stats), start=2):
                     row.setText(column, text)
+
+    def show_only(self, item_ids: set[str] | None) -> None:
+        """Hide every row not in ``item_ids`` (None shows all)."""
+        for item_id, row in self._rows.items():
+            row.setHidden(item_ids is not None and item_id not in item_ids)
 
     def selected_ids(self) -> list[str]:
         return [row.data(0, ID_ROLE) for row in self.selectedItems()]

@@ -1,0 +1,101 @@
+"""The panel on QBA studies: answers show exactly their boxes; filters; clicks; views."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from napari_grounding.layers import box_rectangle, grounding_meta
+from napari_grounding.readers import open_dataset
+from napari_grounding.sample_qba import FRONTAL, LATERAL, write_qba_sample
+from napari_grounding.widgets.launch import dock_panel, show_case
+from napari_grounding.widgets.panel import viewer_camera
+from tests.widgets.test_panel import click
+
+pytestmark = pytest.mark.gui
+
+
+@pytest.fixture
+def qba(make_napari_viewer, qtbot, tmp_path):
+    root = write_qba_sample(tmp_path)
+    dataset = open_dataset(root, images=root / "mimic-cxr-jpg")
+    viewer = make_napari_viewer(show=True)
+    viewer.window.resize(1280, 900)
+    panel = show_case(viewer, dataset.open_case(dataset.case_ids()[0]), dataset=dataset)
+    qtbot.waitUntil(lambda: panel.stats is not None, timeout=20000)
+    return viewer, panel
+
+
+def box_layer(viewer, image_id):
+    return next(la for la in viewer.layers
+                if grounding_meta(la)["role"] == "boxes" and grounding_meta(la)["image"] == image_id)
+
+
+def test_selecting_an_answer_shows_exactly_its_boxes(qba):
+    viewer, panel = qba
+    panel.set_mask_mode("selected")
+    panel.select_items(["answer/a0001"])  # and its sub-answer a0002
+    layer = box_layer(viewer, FRONTAL)
+    case = panel.case
+    expected = [case.annotations[f"box/answer/{a}/{FRONTAL}/0"] for a in ("a0001", "a0002")]
+    assert len(layer.data) == 2
+    for drawn, box in zip(layer.data, expected, strict=True):
+        np.testing.assert_allclose(drawn, box_rectangle(box))
+    assert list(layer.features["label"]) == ["Pleural effusion", "Layering"]
+    # zoomed to fit: the boxes fill a good part of the canvas, and all of them are on it
+    lo = np.min([b.corners[0] for b in expected], axis=0)
+    hi = np.max([b.corners[1] for b in expected], axis=0)
+    zoom = viewer_camera(viewer).zoom
+    assert np.all((hi - lo) * zoom <= np.asarray(viewer.canvas.size))
+    assert np.max((hi - lo) * zoom / np.asarray(viewer.canvas.size)) > 0.3
+    panel.select_items(["answer/a0006"])  # an answer without boxes
+    assert len(layer.data) == 0
+    panel.set_mask_mode("all")
+    assert len(layer.data) == sum(a.image == FRONTAL for a in case.annotations.values())
+
+
+def test_fallback_boxes_are_drawn_differently(qba):
+    viewer, panel = qba
+    panel.set_mask_mode("selected")
+    panel.select_items(["answer/a0003"])
+    layer = box_layer(viewer, FRONTAL)
+    assert list(layer.features["label"]) == ["No pneumothorax (fallback)"] * 2
+    assert np.all(layer.edge_color[:, 3] < 0.6)
+    panel.select_items(["answer/a0004"])
+    assert np.all(box_layer(viewer, FRONTAL).edge_color[:, 3] == 1.0)
+
+
+def test_an_answer_on_another_view_switches_to_it(qba):
+    viewer, panel = qba
+    assert panel.current_image == FRONTAL
+    panel.set_mask_mode("selected")
+    panel.show_image(LATERAL)
+    assert box_layer(viewer, LATERAL).visible and not box_layer(viewer, FRONTAL).visible
+    panel.select_items(["answer/a0005"])  # its only box is on the frontal view
+    assert panel.current_image == FRONTAL and box_layer(viewer, FRONTAL).visible
+
+
+def test_clicking_a_box_selects_its_answers(qba):
+    viewer, panel = qba
+    click(viewer, (360.0, 1000.0))  # (row, column) inside the clipped nodule box only
+    assert panel.selected_ids == ["answer/a0005"]
+
+
+def test_filters_hide_rows(qba):
+    _, panel = qba
+    assert list(panel.filters) == ["question_strategy", "question_type", "answer_type",
+                                   "positiveness"]
+    panel.set_filter("positiveness", "pos")
+    rows = panel.tree._rows
+    assert not rows["answer/a0001"].isHidden() and rows["answer/a0003"].isHidden()
+    assert rows["question/q0002"].isHidden() and not rows["question/q0003"].isHidden()
+    panel.set_filter("positiveness", "all")
+    assert not any(row.isHidden() for row in rows.values())
+
+
+def test_qba_sample_in_the_menu(make_napari_viewer, tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    viewer = make_napari_viewer()
+    viewer.open_sample("napari-grounding", "cxr-qba")
+    assert [la._type_string for la in viewer.layers] == ["image", "image", "shapes", "shapes"]
+    assert dock_panel(viewer).case.dataset == "mimic-ext-cxr-qba"
