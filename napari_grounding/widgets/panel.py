@@ -10,35 +10,32 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import pandas as pd
 from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error, show_warning
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
     QFileDialog,
-    QFormLayout,
     QHBoxLayout,
     QLabel,
     QPushButton,
     QVBoxLayout,
     QWidget,
 )
-from skimage.measure import points_in_poly
 
 from ..describe import annotation_summary
-from ..filters import filter_choices, kept_items
-from ..layers import box_shapes, case_layers, grounding_meta
+from ..filters import kept_items
+from ..layers import case_layers, grounding_meta
 from ..metrics import (
     AnnotationStats,
     case_stats,
-    compute_isolated,
 )
-from ..model import Case, ContourAnnotation, GroundingError, MaskAnnotation
-from ..navigation import item_annotation_ids, item_target, zoom_factor
-from ..windows import CT_WINDOWS, window_limits
-from .text_tree import TextTree
+from ..model import Case, GroundingError, MaskAnnotation
+from ..navigation import item_annotation_ids, item_target
+from ..windows import CT_WINDOWS
+from .canvas import CaseCanvas
+from .filter_form import FilterForm
+from .text_tree import TextTree, case_badges
 
 if TYPE_CHECKING:
     import napari
@@ -46,14 +43,7 @@ if TYPE_CHECKING:
 WINDOW_KEYS = {"lung": "Alt-1", "mediastinum": "Alt-2", "bone": "Alt-3"}
 NEXT_VIEW_KEY = "Alt-V"
 MAX_LISTED_CASES = 5000
-CASE_BADGES = ("split", "source", "scanner", "slices", "masks", "sex", "age")
 MASK_MODES = ("all", "selected")
-
-
-def viewer_camera(viewer: Any) -> Any:
-    """The viewer's camera: ``viewer.scene.camera`` since napari 0.9, ``viewer.camera`` before."""
-    scene = getattr(viewer, "scene", None)
-    return scene.camera if scene is not None else viewer.camera
 
 
 class GroundingPanel(QWidget):
@@ -97,10 +87,8 @@ class GroundingPanel(QWidget):
         self.view_box.setToolTip("Image of the case shown (Alt-V: next)")
         self.view_box.setVisible(False)
         self.view_box.currentIndexChanged.connect(self._on_view_changed)
-        self.filter_box = QWidget()
-        self.filter_form = QFormLayout(self.filter_box)
-        self.filter_form.setContentsMargins(0, 0, 0, 0)
-        self.filters: dict[str, QComboBox] = {}
+        self.filter_form = FilterForm()
+        self.filter_form.changed.connect(self._apply_filters)
         self.tree = TextTree()
         self.tree.itemSelectionChanged.connect(self._on_tree_selection)
         self.details = QLabel()
@@ -124,7 +112,7 @@ class GroundingPanel(QWidget):
         self.setMinimumWidth(480)  # room for the sentence next to its badges and numbers
         layout = QVBoxLayout(self)
         for widget in (self.case_box, self.images_button, self.title, self.problems, self.view_box,
-                       self.filter_box, self.tree):
+                       self.filter_form, self.tree):
             layout.addWidget(widget)
         layout.addLayout(display)
         layout.addLayout(windows)
@@ -184,7 +172,7 @@ class GroundingPanel(QWidget):
         self.case = case
         self.stats = None
         self._pending_target = None
-        self.title.setText(f"<b>{case.dataset}</b> / {case.id}<br>{self._case_badges(case)}")
+        self.title.setText(f"<b>{case.dataset}</b> / {case.id}<br>{case_badges(case)}")
         self.title.setToolTip("\n".join(f"{k}: {v}" for k, v in case.tags.items()))
         self.problems.setText("\n".join(f"⚠ {p}" for p in case.problems))
         self.problems.setVisible(bool(case.problems))
@@ -207,42 +195,19 @@ class GroundingPanel(QWidget):
             ct_only = column in (3, 5)  # mL and slice range
             self.tree.setColumnHidden(column, not has_masks or (ct_only and not three_d))
         self.tree.populate(case)
-        self._build_filters(case)
+        self.filter_form.set_case(case)
         self.details.setText("")
         self._start_stats(case)
 
-    def _build_filters(self, case: Case) -> None:
-        """One drop-down per filterable tag the case carries (QBA: strategy, type, ...)."""
-        while self.filter_form.rowCount():
-            self.filter_form.removeRow(0)
-        self.filters = {}
-        for tag, values in filter_choices(case).items():
-            combo = QComboBox()
-            combo.addItems(["all", *values])
-            combo.currentIndexChanged.connect(lambda _: self._apply_filters())
-            self.filter_form.addRow(tag.replace("_", " "), combo)
-            self.filters[tag] = combo
-        self.filter_box.setVisible(bool(self.filters))
+    @property
+    def filters(self) -> dict[str, QComboBox]:
+        return self.filter_form.combos
 
     def set_filter(self, tag: str, value: str) -> None:
-        combo = self.filters[tag]
-        combo.setCurrentIndex(combo.findText(value))
+        self.filter_form.set_filter(tag, value)
 
-    def _apply_filters(self) -> None:
-        chosen = {t: c.currentText() for t, c in self.filters.items() if c.currentText() != "all"}
+    def _apply_filters(self, chosen: dict[str, str]) -> None:
         self.tree.show_only(kept_items(self.case, chosen) if chosen else None)
-
-    @staticmethod
-    def _case_badges(case: Case) -> str:
-        positive = [k.split(":", 1)[1] for k, v in case.tags.items()
-                    if k.startswith("label:") and v == "1"]
-        plain = [f"{k}: {v}" for k, v in case.tags.items() if k in CASE_BADGES]
-        if "rca_dice_mean" in case.tags:
-            rca = f"RCA Dice {case.tags['rca_dice_mean']}"
-            flagged = case.tags.get("quality", "").startswith("flagged")
-            plain.append(f'<span style="color:#f0a030">⚠ {rca} (below 0.7)</span>' if flagged
-                         else rca)
-        return " · ".join(plain + positive)
 
     def _on_layer_inserted(self, event: Any) -> None:
         self._adopt(event.value)
@@ -306,7 +271,7 @@ class GroundingPanel(QWidget):
 
     def _on_view_changed(self, _index: int) -> None:
         self._apply_display()
-        layer = self._image_layer(self.current_image) if self.current_image else None
+        layer = self.canvas.image_layer(self.current_image) if self.current_image else None
         if layer is not None:
             self.viewer.fit_to_view(layers=[layer])
 
@@ -319,51 +284,19 @@ class GroundingPanel(QWidget):
             return set()
         return {a for i in self.selected_ids for a in item_annotation_ids(self.case.item(i))}
 
-    def _case_layers(self, role: str) -> list[tuple[Any, dict[str, Any]]]:
-        if self.case is None:
-            return []
-        found = []
-        for layer in self.viewer.layers:
-            meta = grounding_meta(layer)
-            if meta and meta["role"] == role and meta["case_key"] == self.case.key:
-                found.append((layer, meta))
-        return found
-
-    def _annotation_layers(self) -> list[tuple[Any, str]]:
-        return [(layer, meta["annotation"]) for layer, meta in self._case_layers("annotation")]
+    @property
+    def canvas(self) -> CaseCanvas | None:
+        return CaseCanvas(self.viewer, self.case) if self.case is not None else None
 
     def _apply_display(self) -> None:
-        only_selected = MASK_MODES[self.mode.currentIndex()] == "selected"
-        chosen = self._selected_annotations()
-        shown_image = self.current_image
-        for layer, meta in self._case_layers("image"):
-            layer.visible = shown_image is None or meta["image"] == shown_image
-        contour = 1 if self.contours.isChecked() else 0
-        first_chosen = None
-        for layer, annotation in self._annotation_layers():
-            on_view = shown_image is None or self.case.annotations[annotation].image == shown_image
-            layer.visible = on_view and (not only_selected or annotation in chosen)
-            if layer._type_string == "labels":
-                layer.contour = contour
-            if annotation in chosen and first_chosen is None and on_view:
-                first_chosen = layer
-        for layer, meta in self._case_layers("boxes"):
-            layer.visible = shown_image is None or meta["image"] == shown_image
-            shown = [b for b in meta["boxes"] if not only_selected or b in chosen]
-            if shown != meta.get("shown", meta["boxes"]):
-                self._show_boxes(layer, shown)
-                meta["shown"] = shown
-        if first_chosen is not None:  # its controls are the ones a reviewer wants
+        if self.case is None:
+            return
+        first_chosen = self.canvas.apply_display(
+            self._selected_annotations(), self.current_image,
+            only_selected=MASK_MODES[self.mode.currentIndex()] == "selected",
+            contour=1 if self.contours.isChecked() else 0)
+        if first_chosen is not None:
             self.viewer.layers.selection.active = first_chosen
-
-    def _show_boxes(self, layer: Any, box_ids: list[str]) -> None:
-        """Draw only these boxes on a per-image boxes layer."""
-        shapes = box_shapes(self.case, box_ids)
-        layer.data = shapes["data"]
-        layer.features = pd.DataFrame(shapes["features"])
-        if box_ids:
-            layer.edge_color = shapes["edge_color"]
-            layer.edge_width = shapes["edge_width"]
 
     def set_mask_mode(self, mode: str, contours: bool | None = None) -> None:
         self.mode.setCurrentIndex(MASK_MODES.index(mode))
@@ -384,66 +317,14 @@ class GroundingPanel(QWidget):
             return
         if self.current_image not in (None, target.image):
             self.show_image(target.image)
-        dims = self.viewer.dims
-        offset = dims.ndim - target.centre.size
-        displayed = [a - offset for a in dims.displayed if a >= offset]
-        for axis in range(target.centre.size):
-            if axis + offset not in dims.displayed:
-                dims.set_point(axis + offset, float(target.centre[axis]))
-        image_layer = self._image_layer(target.image)
-        if image_layer is None or dims.ndisplay != 2:
-            return
-        self.viewer.fit_to_view(layers=[image_layer])
-        extent = np.asarray(image_layer.extent.world)
-        scene = (extent[1] - extent[0])[displayed]
-        factor = zoom_factor(scene, (target.hi - target.lo)[displayed])
-        camera = viewer_camera(self.viewer)
-        camera.center = tuple(float(v) for v in target.centre[displayed])
-        camera.zoom = camera.zoom * factor
-
-    def _image_layer(self, image_id: str) -> Any:
-        layers = [layer for layer, meta in self._case_layers("image") if meta["image"] == image_id]
-        return layers[0] if layers else None
+        self.canvas.go_to(target)
 
     # -- canvas clicks ----------------------------------------------------------------------
     def items_at(self, world_position: Any) -> list[str]:
         """Ids of the items whose annotations (on the shown image) cover a world point."""
-        hits: list[str] = []
-        for _layer, meta in self._case_layers("boxes"):
-            if self.current_image not in (None, meta["image"]):
-                continue
-            row, column = np.asarray(world_position, dtype=float)[-2:]
-            for box_id in meta["boxes"]:
-                x1, y1, x2, y2 = self.case.annotations[box_id].xyxy
-                if x1 <= column <= x2 and y1 <= row <= y2:
-                    hits += [i.id for i in self.case.items_linked_to(box_id) if i.id not in hits]
-        for layer, annotation_id in self._annotation_layers():
-            annotation = self.case.annotations[annotation_id]
-            if self.current_image not in (None, annotation.image):
-                continue
-            point = np.asarray(layer.world_to_data(world_position))[-layer.ndim:]
-            if self._covers(layer, annotation, point):
-                hits += [i.id for i in self.case.items_linked_to(annotation_id) if i.id not in hits]
-        return hits
-
-    def _covers(self, layer: Any, annotation: Any, point: np.ndarray) -> bool:
-        if isinstance(annotation, ContourAnnotation):
-            return bool(points_in_poly(point[None, :], np.asarray(annotation.points))[0])
-        index = np.round(point).astype(int)
-        if np.any(index < 0) or np.any(index >= np.asarray(layer.data.shape)):
-            return False
-        if self.stats is not None and not self._in_bbox(annotation.id, index):
-            return False
-        (value,) = compute_isolated(layer.data[tuple(index)])
-        return np.asarray(value).item() != 0
-
-    def _in_bbox(self, annotation: str, display_index: np.ndarray) -> bool:
-        stats = self.stats.get(annotation) if self.stats else None
-        if stats is None or stats.bbox is None:
-            return stats is None
-        image = self.case.images[self.case.annotations[annotation].image]
-        source = image.orientation.index_to_source(display_index)
-        return bool(np.all(source >= stats.bbox[0]) and np.all(source <= stats.bbox[1]))
+        if self.case is None:
+            return []
+        return self.canvas.items_at(world_position, self.current_image, self.stats)
 
     def _on_mouse(self, viewer: Any, event: Any):
         if event.button != 1 or viewer.dims.ndisplay != 2:
@@ -461,12 +342,8 @@ class GroundingPanel(QWidget):
     # -- display ----------------------------------------------------------------------------
     def set_window(self, name: str) -> None:
         """Apply a CT window preset to the case's CT images."""
-        low, high = window_limits(name)
-        for layer, meta in self._case_layers("image"):
-            if self.case.images[meta["image"]].kind == "ct":
-                lo_range, hi_range = layer.contrast_limits_range
-                layer.contrast_limits_range = (min(lo_range, low), max(hi_range, high))
-                layer.contrast_limits = (low, high)
+        if self.case is not None:
+            self.canvas.set_window(name)
 
     def _key_window(self, name: str, _viewer: Any) -> None:
         self.set_window(name)

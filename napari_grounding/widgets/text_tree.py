@@ -16,6 +16,21 @@ BADGE_TAGS = ("category", "extent", "view", "answer_type", "positiveness", "cert
 ID_ROLE = Qt.ItemDataRole.UserRole
 
 
+CASE_BADGES = ("split", "source", "scanner", "slices", "masks", "sex", "age")
+
+
+def case_badges(case: Case) -> str:
+    """The case header's badges (rich text): key tags, RCA quality, positive labels."""
+    positive = [k.split(":", 1)[1] for k, v in case.tags.items()
+                if k.startswith("label:") and v == "1"]
+    plain = [f"{k}: {v}" for k, v in case.tags.items() if k in CASE_BADGES]
+    if "rca_dice_mean" in case.tags:
+        rca = f"RCA Dice {case.tags['rca_dice_mean']}"
+        flagged = case.tags.get("quality", "").startswith("flagged")
+        plain.append(f'<span style="color:#f0a030">⚠ {rca} (below 0.7)</span>' if flagged else rca)
+    return " · ".join(plain + positive)
+
+
 def badges(item: TextItem) -> str:
     shown = [item.tags[k] for k in BADGE_TAGS if k in item.tags]
     shown += [f"Dice {v}" for k, v in item.tags.items() if k.startswith("dice vs")]

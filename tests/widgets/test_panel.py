@@ -17,8 +17,8 @@ from napari_grounding.layers import grounding_meta
 from napari_grounding.metrics import mask_stats
 from napari_grounding.readers import open_case, open_dataset
 from napari_grounding.sample import CASE, ctrate_volume_path, make_phantom, write_sample
+from napari_grounding.widgets.canvas import viewer_camera
 from napari_grounding.widgets.launch import PANEL, dock_panel, show_case
-from napari_grounding.widgets.panel import viewer_camera
 
 pytestmark = pytest.mark.gui
 

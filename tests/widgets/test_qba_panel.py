@@ -8,8 +8,8 @@ import pytest
 from napari_grounding.layers import box_rectangle, grounding_meta
 from napari_grounding.readers import open_dataset
 from napari_grounding.sample_qba import FRONTAL, LATERAL, write_qba_sample
+from napari_grounding.widgets.canvas import viewer_camera
 from napari_grounding.widgets.launch import dock_panel, show_case
-from napari_grounding.widgets.panel import viewer_camera
 from tests.widgets.test_panel import click
 
 pytestmark = pytest.mark.gui
