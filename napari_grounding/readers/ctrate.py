@@ -9,7 +9,6 @@ metadata CSV). The CSVs are keyed by ``VolumeName``.
 from __future__ import annotations
 
 import ast
-import math
 import re
 from dataclasses import dataclass
 from functools import cached_property
@@ -19,6 +18,7 @@ import pandas as pd
 
 from ..model import GroundingError, TextItem
 from .nifti import Rescale
+from .report import present, section_items
 
 DATASET = "ct-rate"
 NAME_PATTERN = re.compile(r"^(?P<split>[a-z]+)_(?P<patient>\d+)_(?P<scan>[a-z]+)_(?P<recon>\d+)$")
@@ -42,8 +42,6 @@ METADATA_TAGS = (
     ("XYSpacing", "xy_spacing_mm"), ("ZSpacing", "z_spacing_mm"),
     ("NumberofSlices", "slices"),
 )
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9])")
-_ABSENT = {"", "not given.", "not given", "none", "nan"}
 
 
 @dataclass(frozen=True)
@@ -85,17 +83,6 @@ def find_volume(name: str, roots: list[Path]) -> Path | None:
 def is_fixed(path: Path) -> bool:
     """Whether a volume comes from a ``*_fixed`` folder (corrected header, already HU)."""
     return any(part.endswith("_fixed") for part in path.parts)
-
-
-def split_sentences(text: str) -> list[str]:
-    return [s.strip() for s in _SENTENCE_END.split(text.strip()) if s.strip()]
-
-
-def _present(value: object) -> str | None:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return None
-    text = str(value).strip()
-    return None if text.lower() in _ABSENT else text
 
 
 def _parse_spacing(value: object) -> list[float]:
@@ -169,16 +156,7 @@ class CTRateTables:
         row = self._row(self.reports, name)
         if row is None:
             return []
-        items = []
-        for key, title, column in REPORT_SECTIONS:
-            text = _present(row.get(column))
-            if text is None:
-                continue
-            children = [TextItem(id=f"report/{key}/{i}", text=s, tags={"section": key})
-                        for i, s in enumerate(split_sentences(text))]
-            items.append(TextItem(id=f"report/{key}", text=text, title=title,
-                                  tags={"section": key}, children=children))
-        return items
+        return section_items((key, title, row.get(column)) for key, title, column in REPORT_SECTIONS)
 
     def tags(self, name: str) -> dict[str, str]:
         """Key metadata and the 18 abnormality labels (``label:<name>`` = 0/1)."""
@@ -186,13 +164,13 @@ class CTRateTables:
         meta = self._row(self.metadata, name)
         if meta is not None:
             for column, tag in METADATA_TAGS:
-                value = _present(meta.get(column))
+                value = present(meta.get(column))
                 if value is not None:
                     tags[tag] = value
         labels = self._row(self.labels, name)
         if labels is not None:
             for label in ABNORMALITIES:
-                value = _present(labels.get(label))
+                value = present(labels.get(label))
                 if value is not None:
                     tags[f"label:{label}"] = value
         return tags

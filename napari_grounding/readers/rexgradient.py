@@ -9,14 +9,13 @@ keyed by study id, with parallel per-image lists ``ImagePath`` (relative to ``me
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from ..model import Case, GroundingError, TextItem
-from .ctrate import split_sentences
+from ..model import Case, GroundingError
+from .report import present, section_items
 from .xray import open_xray
 
 DATASET = "rexgradient"
@@ -24,15 +23,6 @@ SECTIONS = (("indication", "Indication", "Indication"), ("comparison", "Comparis
             ("findings", "Findings", "Findings"), ("impression", "Impression", "Impression"))
 STUDY_TAGS = (("PatientID", "patient"), ("PatientSex", "sex"), ("PatientAge", "age"),
               ("StudyDate", "study_date"), ("Manufacturer", "manufacturer"))
-_ABSENT = {"", "none", "nan", "null"}
-
-
-def present(value: Any) -> str | None:
-    """A report section's text, or None for null, NaN and the string "None"."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return None
-    text = str(value).strip()
-    return None if text.lower() in _ABSENT else text
 
 
 def _metadata_folder(path: Path) -> Path:
@@ -107,7 +97,7 @@ class ReXGradientDataset:
         case.tags["split"] = record["_split"]
         case.tags.update({tag: str(record[k]) for k, tag in STUDY_TAGS if present(record.get(k))})
         self._add_views(record, case)
-        case.items = self._report_items(record)
+        case.items = section_items((k, title, record.get(f)) for k, title, f in SECTIONS)
         return case
 
     def _image_path(self, relative: str) -> Path | None:
@@ -129,16 +119,3 @@ class ReXGradientDataset:
                 continue
             image = open_xray(path, image_id=f"view/{index}", view=label)
             case.images[image.id] = image
-
-    @staticmethod
-    def _report_items(record: dict[str, Any]) -> list[TextItem]:
-        items = []
-        for key, title, field in SECTIONS:
-            text = present(record.get(field))
-            if text is None:
-                continue
-            children = [TextItem(id=f"report/{key}/{i}", text=s, tags={"section": key})
-                        for i, s in enumerate(split_sentences(text))]
-            items.append(TextItem(id=f"report/{key}", text=text, title=title,
-                                  tags={"section": key}, children=children))
-        return items

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from napari_grounding.readers import open_case, open_dataset
-from napari_grounding.readers.ctrate import find_volume, split_sentences
+from napari_grounding.readers.ctrate import find_volume
+from napari_grounding.readers.report import split_sentences
 from napari_grounding.sample import CASE, ctrate_volume_path, write_ctrate_tables
 from tests.conftest import ct_path, save_nifti
 

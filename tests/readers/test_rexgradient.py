@@ -10,7 +10,7 @@ import pytest
 
 from napari_grounding.model import GroundingError
 from napari_grounding.readers import open_case, open_dataset
-from napari_grounding.readers.rexgradient import present
+from napari_grounding.readers.report import present
 from napari_grounding.sample_cxr import REXGRADIENT_STUDY, write_rexgradient_sample
 
 
