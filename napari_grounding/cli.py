@@ -43,6 +43,15 @@ def _parser() -> argparse.ArgumentParser:
     verb("cases", "list the cases of a dataset, one per line", with_case=False)
     describe = verb("describe", "print a case: its images, text items and annotations")
     describe.add_argument("--json", action="store_true", help="print JSON (the documented schema)")
+    for name, help_text, out_help in (
+            ("convert", "write every case's CT and masks into the OME-Zarr cache", "cache folder"),
+            ("qc", "check every case and write one CSV row per defect", "CSV file to write"),
+            ("snapshot", "one PNG per annotated item and an index.html gallery", "folder")):
+        job = verb(name, help_text, with_case=False)
+        job.add_argument("--out", required=True, metavar="PATH", help=out_help)
+        job.add_argument("--scheduler", metavar="ADDRESS",
+                         help="a dask.distributed scheduler (default: local threads)")
+        job.add_argument("--workers", type=int, metavar="N", help="local threads")
     sample = verbs.add_parser("sample", help="write the generated sample cases into a folder: "
                               "ct-phantom/, cxr-phantom/ (CheXmask), rexgradient-phantom/")
     sample.add_argument("path", help="folder to write")
@@ -125,7 +134,33 @@ def _sample(args: argparse.Namespace) -> None:
     print(write_qba_sample(root / "qba-phantom"), f"(images: {root / 'qba-phantom'}/mimic-cxr-jpg)")
 
 
-VERBS = {"view": _view, "cases": _cases, "describe": _describe, "sample": _sample}
+def _job(args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    from . import batch
+
+    dataset = open_dataset(args.path, args.images)
+    ids = dataset.case_ids()
+    images = str(args.images) if args.images else None
+    out = Path(args.out)
+    options = {"scheduler": args.scheduler, "workers": args.workers}
+    if args.verb == "qc":
+        out.parent.mkdir(parents=True, exist_ok=True)
+        rows = batch.run(batch.qc_one, args.path, images, ids, **options)
+        print(f"{batch.write_qc(rows, out)} findings in {len(ids)} cases -> {out}")
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    if args.verb == "convert":
+        results = batch.run(batch.convert_case, args.path, images, ids, str(out), **options)
+        print(f"{sum(not r['result'].startswith('skipped') for r in results)} of {len(ids)} "
+              f"cases cached in {out}")
+        return
+    entries = batch.run(batch.snapshot_case, args.path, images, ids, str(out), **options)
+    print(f"{batch.write_gallery(entries, out)} snapshots -> {out / 'index.html'}")
+
+
+VERBS = {"view": _view, "cases": _cases, "describe": _describe, "sample": _sample,
+         "convert": _job, "qc": _job, "snapshot": _job}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

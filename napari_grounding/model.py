@@ -48,6 +48,17 @@ class Orientation:
         order = list(range(lead)) + [lead + a for a in self.source_axes]
         return array[tuple(flipped)].transpose(order)
 
+    def to_source(self, array: Any) -> Any:
+        """The inverse of ``to_display``: display order back to the source's axes."""
+        lead = array.ndim - len(self.source_axes)
+        back = [lead + self.source_axes.index(a) for a in range(len(self.source_axes))]
+        unordered = array.transpose(list(range(lead)) + back)
+        flipped = [slice(None)] * array.ndim
+        for axis, flip in zip(self.source_axes, self.flips, strict=True):
+            if flip:
+                flipped[lead + axis] = slice(None, None, -1)
+        return unordered[tuple(flipped)]
+
     def index_to_display(self, source_index: Any) -> np.ndarray:
         """A (fractional) source voxel index as a display index."""
         src = np.asarray(source_index, dtype=float)
@@ -152,6 +163,7 @@ class MaskAnnotation(Annotation):
     data: Any = None  # dask array, integer labels, same shape as the image's source array
     kind: str = "mask"
     reads: ReadCounter | None = None  # shared by masks read from one file
+    source: str = ""  # the file it is read from, when it has one
 
 
 @dataclass(kw_only=True)

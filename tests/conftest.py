@@ -14,6 +14,17 @@ from napari_grounding.sample import CASE, ctrate_volume_path, make_phantom, writ
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
+@pytest.fixture(autouse=True, scope="session")
+def private_cache(tmp_path_factory):
+    """Caches (OME-Zarr, CSV indexes in the user cache) go to a folder of this test run."""
+    folder = tmp_path_factory.mktemp("cache")
+    patch = pytest.MonkeyPatch()
+    patch.setenv("NAPARI_GROUNDING_CACHE", str(folder / "zarr"))
+    patch.setenv("XDG_CACHE_HOME", str(folder / "xdg"))
+    yield folder
+    patch.undo()
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     """The real dataset files kept beside the checkout (absent in a user's clone)."""

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..model import Case, GroundingError, Image
+from ..model import Case, GroundingError, Image, MaskAnnotation
+from ..store import find_cache, open_cache
 from . import ctrate, rexgroundingct
 from .ctrate import CTRateTables, VolumeName, find_volume, is_fixed
 from .nifti import Rescale, open_volume
@@ -70,7 +71,7 @@ class ChestCTDataset:
                 f"{self.root}: no case {name!r} among its {len(self.case_ids())} cases "
                 f"(list them with: napari-grounding cases {self.root})")
         case = Case(dataset=rexgroundingct.DATASET if record else ctrate.DATASET, id=name)
-        ct = self._open_ct(name, volume, record, case) if volume else None
+        ct, cached_masks = self._open_ct(name, volume, record, case) if volume else (None, {})
         if ct is not None:
             case.images[ct.id] = ct
         else:
@@ -79,13 +80,15 @@ class ChestCTDataset:
                 f"CT {name}.nii.gz not found under {roots}: showing text only "
                 "(name the CT-RATE folder with --images)")
         if record is not None:
-            self._add_findings(record, ct, case)
+            self._add_findings(record, ct, case, cached_masks)
         if in_tables:
             case.items.extend(self.tables.report_items(name))
             case.tags.update(self.tables.tags(name))
         return case
 
-    def _open_ct(self, name: str, volume: Path, record: Record | None, case: Case) -> Image:
+    def _open_ct(self, name: str, volume: Path, record: Record | None,
+                 case: Case) -> tuple[Image, dict]:
+        """The CT (from its OME-Zarr cache when a current one exists) and any cached masks."""
         rescale = spacing = None
         if is_fixed(volume):
             rescale = Rescale(source="already HU (CT-RATE *_fixed volume)")
@@ -101,16 +104,21 @@ class ChestCTDataset:
             case.problems.append(
                 f"{volume}: CT shape {ct.orientation.source_shape} differs from dataset.json's "
                 f"{record.shape}")
-        return ct
+        cached = find_cache(ct)
+        return open_cache(cached) if cached else (ct, {})
 
-    def _add_findings(self, record: Record, ct: Image | None, case: Case) -> None:
+    def _add_findings(self, record: Record, ct: Image | None, case: Case,
+                      cached_masks: dict) -> None:
         case.tags.update({"split": record.split, "protocol": record.protocol})
         case.items.extend(rexgroundingct.finding_items(record))
         if not record.has_masks:
             case.tags["masks"] = "withheld (test split)"
             return
         path = rexgroundingct.mask_path(self.root, record)
-        if not path.is_file():
+        wanted = [f"mask/{i}" for i in range(len(record.findings))]
+        if cached_masks and all(m in cached_masks for m in wanted):
+            masks = [MaskAnnotation(id=m, image="ct", data=cached_masks[m]) for m in wanted]
+        elif not path.is_file():
             case.problems.append(f"{path}: mask file not found; findings shown without masks")
             masks = []
         else:

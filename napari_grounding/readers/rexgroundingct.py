@@ -142,6 +142,8 @@ def finding_items(record: Record) -> list[TextItem]:
         }
         if record.entity_counts is not None:
             tags["entities"] = str(record.entity_counts[index])
+        if record.pixels is not None:
+            tags["voxels"] = str(record.pixels[index])  # as dataset.json counts them
         links = [f"mask/{index}"] if record.has_masks else []
         items.append(TextItem(id=f"finding/{index}", text=text, tags=tags, annotations=links))
     return items
@@ -177,6 +179,7 @@ def open_masks(path: Path, record: Record, ct: Image | None) -> tuple[list[MaskA
     if volume.ndim == 3:
         volume = volume[None]
     channels: list[da.Array] = [volume[i] for i in range(min(shape[0], n_findings))]
-    masks = [MaskAnnotation(id=f"mask/{i}", image="ct", data=channel, reads=reads)
+    masks = [MaskAnnotation(id=f"mask/{i}", image="ct", data=channel, reads=reads,
+                            source=str(path))
              for i, channel in enumerate(channels)]
     return masks, problems

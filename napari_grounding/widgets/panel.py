@@ -6,12 +6,13 @@ text whose annotations cover the clicked point. The panel knows Cases only, neve
 
 from __future__ import annotations
 
+import os
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from napari.qt.threading import create_worker
-from napari.utils.notifications import show_error, show_warning
+from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -32,6 +33,7 @@ from ..metrics import (
 )
 from ..model import Case, GroundingError, MaskAnnotation
 from ..navigation import item_annotation_ids, item_target
+from ..store import write_cache
 from ..windows import CT_WINDOWS
 from .canvas import CaseCanvas
 from .filter_form import FilterForm
@@ -43,6 +45,7 @@ if TYPE_CHECKING:
 WINDOW_KEYS = {"lung": "Alt-1", "mediastinum": "Alt-2", "bone": "Alt-3"}
 NEXT_VIEW_KEY = "Alt-V"
 MAX_LISTED_CASES = 5000
+CACHE_ON_OPEN_ENV = "NAPARI_GROUNDING_CACHE_ON_OPEN"  # "0": never write caches from the viewer
 MASK_MODES = ("all", "selected")
 
 
@@ -198,6 +201,7 @@ class GroundingPanel(QWidget):
         self.filter_form.set_case(case)
         self.details.setText("")
         self._start_stats(case)
+        self._start_caching(case)
 
     @property
     def filters(self) -> dict[str, QComboBox]:
@@ -226,6 +230,19 @@ class GroundingPanel(QWidget):
         worker = create_worker(case_stats, case, _start_thread=False, _progress=progress)
         worker.returned.connect(partial(self._on_stats, case))
         worker.errored.connect(lambda err: show_error(f"mask statistics failed: {err}"))
+        worker.start()
+
+    def _start_caching(self, case: Case) -> None:
+        """Write the OME-Zarr cache of a CT read from NIfTI, for the next opening."""
+        ct = case.images.get("ct")
+        if ct is None or "cache" in ct.meta or not ct.source.endswith((".nii", ".nii.gz")):
+            return
+        if os.environ.get(CACHE_ON_OPEN_ENV, "1") == "0":
+            return
+        progress = {"total": 0, "desc": f"Caching {case.id} as OME-Zarr"}
+        worker = create_worker(write_cache, case, _start_thread=False, _progress=progress)
+        worker.returned.connect(lambda path: show_info(f"{case.id} cached in {path}"))
+        worker.errored.connect(lambda err: show_warning(f"could not cache {case.id}: {err}"))
         worker.start()
 
     def _on_stats(self, case: Case, stats: dict[str, AnnotationStats]) -> None:

@@ -6,7 +6,8 @@ from qtpy.QtCore import Qt
 from qtpy.QtGui import QColor
 from qtpy.QtWidgets import QAbstractItemView, QHeaderView, QTreeWidget, QTreeWidgetItem
 
-from ..layers import colour_slots, drawable, finding_colour
+from ..colours import colour_slots, finding_colour
+from ..layers import drawable
 from ..metrics import AnnotationStats, MaskStats, display_slice_range, volume_ml
 from ..model import Case, TextItem
 

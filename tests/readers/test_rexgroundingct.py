@@ -54,7 +54,7 @@ def test_finding_items_are_tagged_and_linked(real_records):
     items = finding_items(real_records["train_1741_b_2"])
     assert [i.id for i in items] == ["finding/0"]
     assert items[0].tags == {"category": "2b", "category_name": "atelectasis / consolidation",
-                             "extent": "focal", "entities": "1"}
+                             "extent": "focal", "entities": "1", "voxels": "15571"}
     assert items[0].annotations == ["mask/0"]
 
 

@@ -146,7 +146,8 @@ def test_window_presets_by_button_and_key(viewer_and_panel, qtbot):
     assert shot[..., :3].std() > 5  # a real picture, not a black canvas
 
 
-def test_lazy_viewing_reads_few_slices(make_napari_viewer, qtbot, tmp_path):
+def test_lazy_viewing_reads_few_slices(make_napari_viewer, qtbot, tmp_path, monkeypatch):
+    monkeypatch.setenv("NAPARI_GROUNDING_CACHE_ON_OPEN", "0")  # measure viewing alone
     root = write_sample(tmp_path, make_phantom((96, 96, 200), (3.0, 3.0, 1.5)))
     case = open_case(root)
     viewer = make_napari_viewer(show=True)
@@ -284,3 +285,20 @@ def test_view_command_opens_the_case_at_the_item(monkeypatch, qtbot, sample_root
         assert viewer.title == f"napari-grounding: rexgroundingct/{CASE}"
     finally:
         viewer.close()
+
+
+def test_first_opening_writes_the_cache_for_the_next(make_napari_viewer, qtbot, tmp_path,
+                                                     monkeypatch):
+    monkeypatch.setenv("NAPARI_GROUNDING_CACHE", str(tmp_path / "cache"))
+    root = write_sample(tmp_path / "s")
+    viewer = make_napari_viewer()
+    first = show_case(viewer, open_case(root))
+    assert "cache" not in first.case.images["ct"].meta
+    qtbot.waitUntil(lambda: any((tmp_path / "cache").glob("*.ome.zarr")), timeout=20000)
+    again = open_case(root)
+    assert again.images["ct"].meta["cache"].endswith(".ome.zarr")
+    panel = show_case(viewer, again, item="finding/0")
+    qtbot.waitUntil(lambda: panel.stats is not None, timeout=20000)
+    viewer.screenshot(canvas_only=True, flash=False)
+    assert again.images["ct"].reads.chunks >= 1  # the viewer read the cache's chunks
+    assert viewer.dims.current_step[0] == round(display_centre(again, 0)[0])

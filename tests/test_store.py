@@ -1,0 +1,103 @@
+"""The OME-Zarr cache: exact round trip, NGFF metadata, stale and half-written caches."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import nibabel as nib
+import numpy as np
+import pytest
+import zarr
+
+from napari_grounding import store
+from napari_grounding.readers import open_case
+from napari_grounding.sample import make_phantom, write_sample
+from tests.conftest import ct_path, mask_file
+
+
+@pytest.fixture
+def root(tmp_path):
+    return write_sample(tmp_path / "sample")
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    folder = tmp_path / "cache"
+    monkeypatch.setenv(store.CACHE_ENV, str(folder))
+    return folder
+
+
+def test_round_trip_equals_the_source(root, cache):
+    first = open_case(root)
+    path = store.write_cache(first)
+    again = open_case(root)
+    ct = again.images["ct"]
+    assert ct.meta["cache"] == str(path)
+    np.testing.assert_array_equal(ct.data.compute(), first.images["ct"].data.compute())
+    for mask_id, mask in first.annotations.items():
+        np.testing.assert_array_equal(again.annotations[mask_id].data.compute(), mask.data.compute())
+    assert ct.spacing == first.images["ct"].spacing and ct.origin == first.images["ct"].origin
+    source = nib.load(ct_path(root))
+    np.testing.assert_array_equal(ct.orientation.to_source(ct.data).compute(),
+                                  np.asanyarray(source.dataobj))
+
+
+def test_ngff_multiscale_with_physical_scale(tmp_path, cache):
+    root = write_sample(tmp_path / "big", make_phantom((300, 280, 40), (1.0, 1.0, 5.0)))
+    path = store.write_cache(open_case(root))
+    group = zarr.open_group(str(path), mode="r")
+    multiscale = group.attrs["ome"]["multiscales"][0]
+    assert [a["unit"] for a in multiscale["axes"]] == ["millimeter"] * 3
+    scales = [d["coordinateTransformations"][0]["scale"] for d in multiscale["datasets"]]
+    assert scales[0] == [5.0, 1.0, 1.0] and scales[1] == [10.0, 2.0, 2.0]
+    assert [group[d["path"]].shape for d in multiscale["datasets"]] == [
+        (40, 280, 300), (20, 140, 150), (10, 70, 75)]
+    assert group[multiscale["datasets"][0]["path"]].chunks == (40, 64, 64)
+    assert sorted(group["labels"].group_keys()) == ["mask_0", "mask_1", "mask_2"]
+    image = open_case(root).images["ct"]
+    assert len(image.pyramid) == 3 and image.data.shape == (40, 280, 300)
+
+
+def test_a_slice_from_the_cache_reads_its_chunks_only(root, cache):
+    store.write_cache(open_case(root))
+    ct = open_case(root).images["ct"]
+    assert ct.reads.chunks == 0
+    ct.data[30].compute()
+    assert 1 <= ct.reads.chunks <= 4  # the (64, 64, 64)-chunk band through slice 30
+    assert ct.reads.bytes < ct.data.nbytes / 2
+
+
+def test_half_written_cache_is_never_used(root, cache):
+    case = open_case(root)
+    path = store.cache_path(case.images["ct"].source, cache)
+    partial = path.with_name(path.name + ".partial-dead")
+    partial.mkdir(parents=True)
+    (partial / "zarr.json").write_text("{}")  # a writer killed mid-way
+    assert "cache" not in open_case(root).images["ct"].meta
+    store.write_cache(case)
+    assert open_case(root).images["ct"].meta["cache"] == str(path)
+
+
+def test_stale_cache_is_rebuilt_not_shown(root, cache):
+    path = store.write_cache(open_case(root))
+    time.sleep(0.01)
+    phantom = make_phantom()
+    nib.save(nib.Nifti1Image((phantom.hu + 7).astype(np.int16), phantom.affine), ct_path(root))
+    fresh = open_case(root)
+    assert "cache" not in fresh.images["ct"].meta  # the CT changed: the cache is stale
+    assert int(fresh.images["ct"].data[30, 64, 64].compute()) == int(
+        fresh.images["ct"].orientation.to_display(phantom.hu + 7)[30, 64, 64])
+    store.write_cache(fresh)
+    assert open_case(root).images["ct"].meta["cache"] == str(path)
+
+
+def test_changed_mask_file_is_read_again(root, cache, phantom):
+    store.write_cache(open_case(root))
+    masks = phantom.masks.copy()
+    masks[0] = 0
+    os.utime(mask_file(root), ns=(1, 1))
+    nib.save(nib.Nifti1Image(masks, np.eye(4)), mask_file(root))
+    case = open_case(root)
+    assert "cache" in case.images["ct"].meta
+    assert int(case.annotations["mask/0"].data.sum().compute()) == 0
