@@ -35,3 +35,6 @@ screenshot: $(VENV)/.installed
 
 clean:
 	rm -rf $(VENV) $(SAMPLE) .pytest_cache
+
+bench: $(VENV)/.installed
+	$(BIN)/python benchmarks/run.py

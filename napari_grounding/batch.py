@@ -92,8 +92,10 @@ def run(job: Callable[..., Any], path: str, images: str | None, case_ids: Sequen
             futures = client.compute(tasks)
             progress(futures, notebook=False)
             return client.gather(futures)
+    # several local workers are processes: decompression and encoding hold the GIL
+    local = "processes" if workers and workers > 1 else "threads"
     with ProgressBar(out=sys.stderr):
-        return list(dask.compute(*tasks, scheduler="threads", num_workers=workers))
+        return list(dask.compute(*tasks, scheduler=local, num_workers=workers))
 
 
 def write_qc(rows: list[list[dict[str, Any]]], out: Path) -> int:

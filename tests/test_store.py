@@ -53,7 +53,7 @@ def test_ngff_multiscale_with_physical_scale(tmp_path, cache):
     assert scales[0] == [5.0, 1.0, 1.0] and scales[1] == [10.0, 2.0, 2.0]
     assert [group[d["path"]].shape for d in multiscale["datasets"]] == [
         (40, 280, 300), (20, 140, 150), (10, 70, 75)]
-    assert group[multiscale["datasets"][0]["path"]].chunks == (40, 64, 64)
+    assert group[multiscale["datasets"][0]["path"]].chunks == (32, 128, 128)
     assert sorted(group["labels"].group_keys()) == ["mask_0", "mask_1", "mask_2"]
     image = open_case(root).images["ct"]
     assert len(image.pyramid) == 3 and image.data.shape == (40, 280, 300)
@@ -64,7 +64,7 @@ def test_a_slice_from_the_cache_reads_its_chunks_only(root, cache):
     ct = open_case(root).images["ct"]
     assert ct.reads.chunks == 0
     ct.data[30].compute()
-    assert 1 <= ct.reads.chunks <= 4  # the (64, 64, 64)-chunk band through slice 30
+    assert 1 <= ct.reads.chunks <= 4  # the (32, 128, 128)-chunk band through slice 30
     assert ct.reads.bytes < ct.data.nbytes / 2
 
 

@@ -25,9 +25,8 @@ def rle_decode(rle: str, shape: tuple[int, int]) -> np.ndarray:
     """A uint8 mask (1 = foreground) from CheXmask RLE; no per-run Python loop."""
     text = (rle or "").strip()
     size = int(shape[0]) * int(shape[1])
-    mask = np.zeros(size, dtype=np.uint8)
     if not text:
-        return mask.reshape(shape)
+        return np.zeros(shape, dtype=np.uint8)
     try:
         values = np.array(text.split(), dtype=np.int64)
     except ValueError:
@@ -41,10 +40,18 @@ def rle_decode(rle: str, shape: tuple[int, int]) -> np.ndarray:
     if ends.max() > size:
         raise FormatError(f"RLE run ends at pixel {int(ends.max())}, past the end of the "
                           f"{shape[0]} x {shape[1]} mask ({size} pixels)")
-    run_of_pixel = np.repeat(np.arange(starts.size), lengths)
-    within_run = np.arange(run_of_pixel.size) - np.repeat(np.cumsum(lengths) - lengths, lengths)
-    mask[starts[run_of_pixel] + within_run] = 1
-    return mask.reshape(shape)
+    gaps = starts - np.concatenate([[0], ends[:-1]])
+    if gaps.min() < 0:  # unsorted or overlapping runs: count coverage instead
+        coverage = np.cumsum(np.bincount(starts, minlength=size + 1)
+                             - np.bincount(ends, minlength=size + 1))[:size]
+        return (coverage > 0).astype(np.uint8).reshape(shape)
+    # gap, run, gap, run, ..., tail: repeat 0 and 1 by those lengths
+    lengths_in_order = np.empty(2 * starts.size + 1, dtype=np.int64)
+    lengths_in_order[0:-1:2], lengths_in_order[1::2] = gaps, lengths
+    lengths_in_order[-1] = size - ends[-1]
+    values = np.zeros(lengths_in_order.size, dtype=np.uint8)
+    values[1::2] = 1
+    return np.repeat(values, lengths_in_order).reshape(shape)
 
 
 def rle_encode(mask: np.ndarray) -> str:

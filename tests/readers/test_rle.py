@@ -105,3 +105,8 @@ def test_three_landmark_serialisations_agree():
 def test_bad_landmarks(text):
     with pytest.raises(FormatError, match="landmarks need 240 numbers"):
         parse_landmarks(text)
+
+
+def test_unsorted_and_overlapping_runs_still_decode():
+    np.testing.assert_array_equal(rle_decode("5 2 1 3", (2, 3)), [[1, 1, 1], [0, 1, 1]])
+    np.testing.assert_array_equal(rle_decode("1 4 2 2", (2, 3)), [[1, 1, 1], [1, 0, 0]])
