@@ -39,19 +39,19 @@ def render_item(case: Case, item: TextItem, stats: dict[str, AnnotationStats]) -
         index = int(np.clip(round((target.centre[0] - origin0) / spacing0), 0,
                             image.data.shape[0] - 1))
     plane = image.data[index] if three_d else image.data
-    masks = [case.annotations[a] for a in item_annotation_ids(item)
-             if a in case.annotations and case.annotations[a].image == target.image]
+    annotations = [case.annotations[a] for a in item_annotation_ids(item)
+                   if a in case.annotations and case.annotations[a].image == target.image]
+    masks = [a for a in annotations if isinstance(a, MaskAnnotation)]
     mask_planes = [image.orientation.to_display(m.data)[index] if three_d else m.data
-                   for m in masks if isinstance(m, MaskAnnotation)]
+                   for m in masks]
     plane, *mask_planes = compute_isolated(plane, *mask_planes)
     picture = _grey(np.asarray(plane), image.contrast_limits)
     slots = colour_slots(case)
-    mask_ids = [m.id for m in masks if isinstance(m, MaskAnnotation)]
-    for mask_id, layer in zip(mask_ids, mask_planes, strict=True):
+    for mask, layer in zip(masks, mask_planes, strict=True):
         where = np.asarray(layer) != 0
-        colour = _rgb(finding_colour(slots[mask_id]))
+        colour = _rgb(finding_colour(slots[mask.id]))
         picture[where] = (picture[where] * (1 - MASK_ALPHA) + colour * MASK_ALPHA).astype(np.uint8)
-    for annotation in masks:
+    for annotation in annotations:
         _outline(picture, annotation, slots)
     return _fit(picture)
 

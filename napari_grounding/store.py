@@ -85,7 +85,7 @@ def find_cache(image: Image, root: Path | None = None) -> Path | None:
 
 def _pyramid(volume: da.Array) -> list[da.Array]:
     levels = [volume]
-    while min(levels[-1].shape[1:]) > 128:
+    while min(levels[-1].shape[1:]) > 128 and levels[-1].shape[0] >= 2:
         coarse = da.coarsen(np.mean, levels[-1], {0: 2, 1: 2, 2: 2}, trim_excess=True)
         levels.append(coarse.astype(volume.dtype))
     return levels
@@ -97,6 +97,18 @@ def write_cache(case: Case, image_id: str = "ct", root: Path | None = None) -> P
     out = cache_path(image.source, cache_root(root))
     out.parent.mkdir(parents=True, exist_ok=True)
     partial = out.with_name(f"{out.name}.partial-{uuid.uuid4().hex[:8]}")
+    try:
+        _write(case, image, partial)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)  # a failed write leaves nothing behind
+        raise
+    if out.exists():
+        shutil.rmtree(out)
+    os.replace(partial, out)  # the cache appears whole or not at all
+    return out
+
+
+def _write(case: Case, image: Image, partial: Path) -> None:
     group = zarr.open_group(str(partial), mode="w")
     scale = dict(zip("zyx", (float(s) for s in image.spacing), strict=True))
     chunks = tuple(min(c, n) for c, n in zip(CHUNKS, image.data.shape, strict=True))
@@ -106,7 +118,7 @@ def write_cache(case: Case, image_id: str = "ct", root: Path | None = None) -> P
                                storage_options={"chunks": chunks, "compressors": CODECS},
                                compute=False)
     masks = [a for a in case.annotations.values()
-             if isinstance(a, MaskAnnotation) and a.image == image_id]
+             if isinstance(a, MaskAnnotation) and a.image == image.id]
     for mask in masks:
         shown = image.orientation.to_display(mask.data).rechunk(chunks)
         pending += write_labels(shown, group, name=_label_name(mask.id), axes=AXES, scaler=None,
@@ -118,11 +130,7 @@ def write_cache(case: Case, image_id: str = "ct", root: Path | None = None) -> P
                            "flips": list(image.orientation.flips),
                            "source_shape": list(image.orientation.source_shape),
                            "masks": {m.id: _file_stamp(m.source) for m in masks},
-                           "meta": image.meta}
-    if out.exists():
-        shutil.rmtree(out)
-    os.replace(partial, out)  # the cache appears whole or not at all
-    return out
+                           "meta": image.meta}  # written last: marks the cache complete
 
 
 def _label_name(annotation_id: str) -> str:

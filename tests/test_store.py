@@ -101,3 +101,20 @@ def test_changed_mask_file_is_read_again(root, cache, phantom):
     case = open_case(root)
     assert "cache" in case.images["ct"].meta
     assert int(case.annotations["mask/0"].data.sum().compute()) == 0
+
+
+def test_a_failed_write_leaves_nothing_behind(root, cache):
+    import dask
+    import dask.array as da
+
+    case = open_case(root)
+    mask = case.annotations["mask/0"]
+
+    def disk_full():
+        raise OSError("No space left on device")
+
+    mask.data = da.from_delayed(dask.delayed(disk_full)(), shape=mask.data.shape, dtype=np.uint8)
+    with pytest.raises(OSError, match="No space left"):
+        store.write_cache(case)
+    assert list(cache.iterdir()) == []
+    assert "cache" not in open_case(root).images["ct"].meta
