@@ -145,3 +145,13 @@ def test_jobs_on_a_local_distributed_cluster(tmp_path, phantom, cluster, capsys)
                  "--scheduler", cluster]) == 0
     assert len(list((tmp_path / "cache").glob("*.ome.zarr"))) == 5  # one case has no CT
     assert "5 of 6 cases cached" in capsys.readouterr().out
+
+
+def test_snapshots_on_the_cluster(tmp_path, cluster, capsys):
+    qba = write_qba_sample(tmp_path / "qba")
+    assert main(["snapshot", str(qba), "--images", str(qba / "mimic-cxr-jpg"),
+                 "--out", str(tmp_path / "snap"), "--scheduler", cluster]) == 0
+    pictures = sorted((tmp_path / "snap" / "s50414267").glob("*.png"))
+    assert len(pictures) == 8  # every answer, observation and region with boxes
+    gallery = (tmp_path / "snap" / "index.html").read_text()
+    assert gallery.count("<figure>") == 8 and "8 snapshots" in capsys.readouterr().out
