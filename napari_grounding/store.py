@@ -55,6 +55,8 @@ def cache_path(source: str | os.PathLike, root: Path) -> Path:
 
 
 def _file_stamp(path: str) -> dict[str, Any] | None:
+    if not path:
+        return None  # not read from a file of its own
     try:
         stat = Path(path).stat()
     except OSError:

@@ -118,3 +118,12 @@ def test_a_failed_write_leaves_nothing_behind(root, cache):
         store.write_cache(case)
     assert list(cache.iterdir()) == []
     assert "cache" not in open_case(root).images["ct"].meta
+
+
+def test_a_cache_written_from_a_cached_case_still_tracks_the_mask_file(root, cache, tmp_path):
+    store.write_cache(open_case(root))
+    cached = open_case(root)
+    assert "cache" in cached.images["ct"].meta
+    again = store.write_cache(cached, root=tmp_path / "elsewhere")
+    masks = zarr.open_group(str(again), mode="r").attrs["napari_grounding"]["masks"]
+    assert {m["path"] for m in masks.values()} == {str(mask_file(root).resolve())}
