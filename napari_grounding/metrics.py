@@ -154,15 +154,6 @@ def display_slice_range(stats: AnnotationStats, image: Image) -> tuple[int, int]
     return int(min(lo, hi)), int(max(lo, hi))
 
 
-def display_extent(stats: AnnotationStats, image: Image) -> tuple[np.ndarray, np.ndarray] | None:
-    """Bounding box corners in napari world coordinates (mm), sorted per axis."""
-    if stats.bbox is None:
-        return None
-    a = image.source_to_display_mm(stats.bbox[0])
-    b = image.source_to_display_mm(stats.bbox[1])
-    return np.minimum(a, b), np.maximum(a, b)
-
-
 def case_stats(case: Case) -> dict[str, AnnotationStats]:
     """Statistics of every annotation of a case (masks in one pass), kept on the case."""
     if "stats" not in case.cache:

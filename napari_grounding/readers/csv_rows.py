@@ -14,7 +14,6 @@ import hashlib
 import io
 import json
 import os
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -212,13 +211,3 @@ class CsvRows:
         self.stats.rows_parsed += 1
         values = next(csv.reader(io.StringIO(raw.decode("utf-8"))), [])
         return int(entry["row"]), dict(zip(self.header, values, strict=False))
-
-    def iter_rows(self) -> Iterator[tuple[int, dict[str, str]]]:
-        """Every row in file order (chunked: never the whole file in memory)."""
-        reader = pd.read_csv(self.path, dtype=str, keep_default_na=False, chunksize=20_000)
-        number = 0
-        for chunk in reader:
-            chunk.columns = [c.strip() for c in chunk.columns]
-            for record in chunk.to_dict("records"):
-                number += 1
-                yield number, record
