@@ -88,8 +88,9 @@ def _describe(args: argparse.Namespace) -> None:
         return
     print(f"{case.key}")
     for image in case.images.values():
-        print(f"  image {image.id}: {image.orientation.source_shape} {image.data.dtype} "
-              f"spacing {tuple(round(s, 3) for s in image.source_spacing)} mm")
+        spacing = (f"spacing {tuple(round(s, 3) for s in image.source_spacing)} mm"
+                   if image.kind == "ct" else "pixel units")  # PNG/JPEG carry no pixel size
+        print(f"  image {image.id}: {image.orientation.source_shape} {image.data.dtype} {spacing}")
     for item in case.items:
         print("\n".join("  " + line for line in _text_lines(item)))
 

@@ -71,6 +71,7 @@ def test_describe_text(capsys, sample_root):
     code, out, _ = run(capsys, "describe", str(sample_root))
     assert code == 0
     assert "finding/0: Solid 16 mm nodule in the upper lobe of the right lung. [2d]  -> mask/0" in out
+    assert "image ct: (128, 128, 60) int16 spacing (2.5, 2.5, 5.0) mm" in out
 
 
 def test_cases_lists_one_line_per_case(capsys, sample_root, shared_data, tmp_path):
@@ -162,6 +163,8 @@ def test_describe_chexmask_row(capsys, shared_data):
     assert code == 0
     described = json.loads(out)
     assert described["images"][0]["spacing_mm"] is None
+    code, text, _ = run(capsys, "describe", str(path), "--case", "00028162_002.png")
+    assert "image image: (1024, 1024) uint8 pixel units" in text
     items = {i["id"]: i for i in described["items"]}
     mask, contour = items["structure/heart"]["annotations"]
     assert mask["kind"] == "mask" and "pixels" in mask and "voxels" not in mask
