@@ -6,6 +6,8 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 SAMPLE := sample_data/ct-phantom
 XVFB   := xvfb-run -a -s "-screen 0 1280x1024x24"
+# the dev venv has PyQt6 and PyQt5 (for the second widget-test run); qtpy would pick PyQt5
+export QT_API ?= pyqt6
 
 .PHONY: run test sample screenshot bench clean
 
@@ -25,9 +27,11 @@ sample: $(SAMPLE)/dataset.json
 run: $(VENV)/.installed sample
 	$(BIN)/napari-grounding view $(SAMPLE) --item finding/0
 
+# the whole suite under PyQt6, then the widget tests again under PyQt5
 test: $(VENV)/.installed
 	bash scripts/install-system-deps.sh
 	$(XVFB) $(BIN)/python -m pytest $(PYTEST_ARGS)
+	QT_API=pyqt5 $(XVFB) $(BIN)/python -m pytest -m gui -p no:cacheprovider $(PYTEST_ARGS)
 
 screenshot: $(VENV)/.installed
 	bash scripts/install-system-deps.sh

@@ -32,9 +32,25 @@ def _geometry(image: Image) -> dict[str, Any]:
             "axis_labels": ("S→I", "A→P", "R→L") if three_d else ("row", "column")}
 
 
+def short_name(identifier: str) -> str:
+    """A layer name that stays readable in napari's narrow layer list: "finding/0" ->
+    "finding 0", "structure/right_lung" -> "right lung" (the full id is in the metadata)."""
+    parts = identifier.split("/")
+    if len(parts) > 1 and not parts[-1].isdigit():
+        parts = parts[1:]
+    return " ".join(parts).replace("_", " ")
+
+
+def image_name(image: Image) -> str:
+    """"CT", a view position ("PA") or the image's short id."""
+    if image.label != image.id:
+        return image.label
+    return "CT" if image.kind == "ct" else short_name(image.id)
+
+
 def image_layer(case: Case, image: Image) -> LayerData:
     kwargs = {
-        "name": f"{case.id} {image.label}",
+        "name": image_name(image),
         "contrast_limits": image.contrast_limits,
         "colormap": "gray",
         "multiscale": bool(image.pyramid),
@@ -46,9 +62,9 @@ def image_layer(case: Case, image: Image) -> LayerData:
 
 def _layer_name(case: Case, annotation: Annotation) -> str:
     items = case.items_linked_to(annotation.id)
-    title = items[0].id if items else annotation.id
-    kind = "" if annotation.kind == "mask" else f" {annotation.kind}"
-    return f"{title}{kind} [{annotation.set}]"
+    name = short_name(items[0].id if items else annotation.id)
+    name += f" {annotation.kind}" if annotation.kind != "mask" else ""
+    return name if annotation.set == "ground truth" else f"{name} · {annotation.set}"
 
 
 def mask_layer(case: Case, mask: MaskAnnotation, slot: int) -> LayerData:
@@ -84,19 +100,32 @@ def box_rectangle(box: BoxAnnotation) -> np.ndarray:
     return np.array([[y1, x1], [y1, x2], [y2, x2], [y2, x1]], dtype=float)
 
 
-def box_style(box: BoxAnnotation, image: Image) -> tuple[tuple[float, ...], float, str]:
-    """Edge colour (by positiveness), width and text label; fallbacks thinner and fainter."""
+def box_style(box: BoxAnnotation, image: Image, emphasised: bool | None = None
+              ) -> tuple[tuple[float, ...], float, str]:
+    """Edge colour (by positiveness), width and text label; fallbacks thinner and fainter.
+
+    ``emphasised`` True (a selected answer's box): twice as wide, labelled; False (the others
+    while something is selected): faint and unlabelled, so labels never pile up; None: plain.
+    """
     colour = box_colour(box)
     width = max(2.0, max(image.orientation.source_shape) / 500)
+    label = f"{box.label} (fallback)" if box.fallback else box.label
     if box.fallback:
-        return (*colour[:3], 0.55), width / 2, f"{box.label} (fallback)"
-    return colour, width, box.label
+        colour, width = (*colour[:3], 0.55), width / 2
+    if emphasised:
+        return colour, width * 2, label
+    if emphasised is False:
+        return (*colour[:3], 0.35), width, ""
+    return colour, width, label
 
 
-def box_shapes(case: Case, box_ids: list[str]) -> dict[str, Any]:
-    """Data, colours, widths and labels of some boxes (one image's), for a shapes layer."""
+def box_shapes(case: Case, box_ids: list[str], emphasised: set[str] | None = None
+               ) -> dict[str, Any]:
+    """Data, colours, widths and labels of some boxes (one image's), for a shapes layer;
+    with ``emphasised`` given, those boxes stand out and only they are labelled."""
     boxes = [case.annotations[b] for b in box_ids]
-    styles = [box_style(b, case.images[b.image]) for b in boxes]
+    styles = [box_style(b, case.images[b.image],
+                        None if emphasised is None else b.id in emphasised) for b in boxes]
     return {"data": [box_rectangle(b) for b in boxes],
             "edge_color": [s[0] for s in styles] or "white",
             "edge_width": [s[1] for s in styles] or 1.0,
@@ -104,9 +133,9 @@ def box_shapes(case: Case, box_ids: list[str]) -> dict[str, Any]:
 
 
 def boxes_layer(case: Case, image: Image, box_ids: list[str]) -> LayerData:
-    shapes = box_shapes(case, box_ids)
+    shapes = box_shapes(case, box_ids, emphasised=set())
     kwargs = {
-        "name": f"boxes {image.label}",
+        "name": f"boxes {image_name(image)}",
         "shape_type": "rectangle",
         "edge_color": shapes["edge_color"],
         "edge_width": shapes["edge_width"],

@@ -154,15 +154,21 @@ def display_slice_range(stats: AnnotationStats, image: Image) -> tuple[int, int]
     return int(min(lo, hi)), int(max(lo, hi))
 
 
+def annotation_stats(annotations: Sequence[Any]) -> dict[str, AnnotationStats]:
+    """Statistics of annotations (masks in one pass); needs no Case, so background workers
+    are given annotations, never the case that holds them."""
+    masks = [a for a in annotations if isinstance(a, MaskAnnotation)]
+    stats: dict[str, AnnotationStats] = dict(
+        zip([m.id for m in masks], mask_stats_many([m.data for m in masks]), strict=True))
+    stats.update({a.id: shape_stats(a.points) for a in annotations
+                  if isinstance(a, ContourAnnotation)})
+    stats.update({a.id: shape_stats(a.corners) for a in annotations
+                  if isinstance(a, BoxAnnotation)})
+    return stats
+
+
 def case_stats(case: Case) -> dict[str, AnnotationStats]:
-    """Statistics of every annotation of a case (masks in one pass), kept on the case."""
+    """Statistics of every annotation of a case, kept on the case."""
     if "stats" not in case.cache:
-        masks = [a for a in case.annotations.values() if isinstance(a, MaskAnnotation)]
-        stats: dict[str, AnnotationStats] = dict(
-            zip([m.id for m in masks], mask_stats_many([m.data for m in masks]), strict=True))
-        stats.update({a.id: shape_stats(a.points) for a in case.annotations.values()
-                      if isinstance(a, ContourAnnotation)})
-        stats.update({a.id: shape_stats(a.corners) for a in case.annotations.values()
-                      if isinstance(a, BoxAnnotation)})
-        case.cache["stats"] = stats
+        case.cache["stats"] = annotation_stats(list(case.annotations.values()))
     return case.cache["stats"]

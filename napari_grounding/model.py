@@ -116,7 +116,7 @@ class Image:
     def label(self) -> str:
         """How a view switcher names this image (its view position when known)."""
         view = self.meta.get("view")
-        return f"{self.id} ({view})" if view else self.id
+        return str(view) if view else self.id
 
     @property
     def source_spacing(self) -> tuple[float, ...]:

@@ -45,8 +45,48 @@ def item_target(case: Case, item: TextItem, stats: dict[str, AnnotationStats]) -
                   np.min(corners, axis=0) - half_voxel, np.max(corners, axis=0) + half_voxel)
 
 
-def zoom_factor(scene_size: np.ndarray, target_size: np.ndarray, min_size_mm: float = 120.0,
-                fill: float = 0.5) -> float:
-    """How much to magnify a whole-scene view so the target fills ``fill`` of it."""
-    size = np.maximum(target_size / fill, min_size_mm)
-    return float(max(1.0, np.min(scene_size / size)))
+MARGIN = 0.5  # of the target's extent, on each side
+MIN_FIELD_MM = 80.0
+MIN_FIELD_FRACTION = 0.2  # of the image's larger side, where sizes are pixels, not mm
+ELONGATED = 1.5  # S-I extent over the largest in-plane extent that turns the plane
+PLANE_ORDERS = {"axial": (0, 1, 2), "coronal": (1, 0, 2), "sagittal": (2, 0, 1)}
+
+
+@dataclass(frozen=True)
+class Frame:
+    """A 2D view: the camera centre (world, displayed axes) and zoom (screen px per unit)."""
+
+    centre: tuple[float, float]
+    zoom: float
+
+
+def best_plane(target: Target, chosen: str | None = None) -> str:
+    """The plane to read a 3D target in: the user's, else axial unless the target runs
+    mostly head to foot (an aorta), then the plane that holds its length and its width."""
+    if chosen is not None:
+        return chosen
+    size = target.hi - target.lo
+    if size.size != 3 or size[0] < ELONGATED * max(size[1], size[2]):
+        return "axial"
+    return "coronal" if size[1] <= size[2] else "sagittal"
+
+
+def frame(target: Target, displayed: list[int], scene_lo: np.ndarray, scene_hi: np.ndarray,
+          canvas_px: tuple[float, float], min_field: float) -> Frame:
+    """Centre on the target with a margin of half its extent on each side and at least
+    ``min_field`` across, never showing past the scene's edges where the scene is larger."""
+    lo, hi = target.lo[displayed], target.hi[displayed]
+    field = np.maximum((hi - lo) * (1 + 2 * MARGIN), min_field)
+    scene_lo, scene_hi = np.asarray(scene_lo)[displayed], np.asarray(scene_hi)[displayed]
+    canvas = np.asarray(canvas_px, dtype=float)
+    zoom = float(np.min(canvas / field))
+    zoom = max(zoom, float(np.min(canvas / (scene_hi - scene_lo))))  # no smaller than the scene
+    visible = canvas / zoom
+    centre = np.asarray(target.centre, dtype=float)[displayed]
+    for axis in range(2):
+        if visible[axis] >= scene_hi[axis] - scene_lo[axis]:
+            centre[axis] = (scene_lo[axis] + scene_hi[axis]) / 2
+        else:
+            half = visible[axis] / 2
+            centre[axis] = float(np.clip(centre[axis], scene_lo[axis] + half, scene_hi[axis] - half))
+    return Frame((float(centre[0]), float(centre[1])), zoom)

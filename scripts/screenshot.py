@@ -29,8 +29,9 @@ def snap(dataset, item: str, out: Path, contours: bool = False) -> None:
     while panel.stats is None and time.monotonic() < deadline:
         app.processEvents()
         time.sleep(0.02)
-    panel.set_mask_mode("all", contours=contours)
-    app.processEvents()
+    panel.session.set_display("all", contours=contours)
+    for _ in range(20):
+        app.processEvents()
     out.parent.mkdir(parents=True, exist_ok=True)
     viewer.screenshot(str(out), canvas_only=False, flash=False)
     viewer.close()
@@ -39,7 +40,7 @@ def snap(dataset, item: str, out: Path, contours: bool = False) -> None:
 
 def main(folder: Path) -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        snap(open_dataset(write_sample(Path(tmp) / "ct")), "finding/0", folder / "screenshot.png")
+        snap(open_dataset(write_sample(Path(tmp) / "ct")), "finding/1", folder / "screenshot.png")
         csv_path = write_chexmask_sample(Path(tmp) / "cxr")
         snap(open_dataset(csv_path, images=Path(tmp) / "cxr" / "mimic-cxr-jpg"),
              "structure/heart", folder / "screenshot-cxr.png", contours=True)

@@ -1,11 +1,12 @@
 """One case's layers in a napari viewer: what is shown, where to look, what a click hits.
 
-The panel owns the user's choices (selection, view, display mode); this class applies them to
+The session owns the user's choices (selection, view, display mode); this class applies them to
 the viewer's layers, found through their ``napari_grounding`` metadata.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -15,14 +16,57 @@ from skimage.measure import points_in_poly
 from ..layers import box_shapes, grounding_meta
 from ..metrics import AnnotationStats, compute_isolated
 from ..model import Case, ContourAnnotation
-from ..navigation import Target, zoom_factor
+from ..navigation import MIN_FIELD_FRACTION, MIN_FIELD_MM, PLANE_ORDERS, Target, best_plane, frame
 from ..windows import window_limits
+
+READ_ONLY_MODES = ("pan_zoom",)  # ground truth: no paint, fill, erase, select or vertex tools
 
 
 def viewer_camera(viewer: Any) -> Any:
     """The viewer's camera: ``viewer.scene.camera`` since napari 0.9, ``viewer.camera`` before."""
     scene = getattr(viewer, "scene", None)
     return scene.camera if scene is not None else viewer.camera
+
+
+def canvas_px(viewer: Any) -> tuple[float, float]:
+    """The canvas (rows, columns) in screen pixels."""
+    canvas = getattr(viewer, "canvas", None)
+    if canvas is not None and hasattr(canvas, "viewbox_size"):
+        return tuple(float(v) for v in canvas.viewbox_size(viewer.layers))
+    return tuple(float(v) for v in viewer._canvas_size)  # napari < 0.9
+
+
+def plane_of(order: tuple[int, ...]) -> str | None:
+    """The anatomical plane a 3D dims order displays."""
+    if len(order) != 3:
+        return None
+    shown = set(order[-2:])
+    return next((p for p, o in PLANE_ORDERS.items() if set(o[-2:]) == shown), None)
+
+
+def make_read_only(layer: Any) -> None:
+    """Keep a ground-truth layer from being edited: napari re-enables editing when it
+    re-slices, and any tool but pan/zoom would paint into (or move) the annotation."""
+    def keep_read_only(_event: Any = None) -> None:
+        if layer.editable:
+            layer.editable = False
+        if getattr(layer, "mode", "pan_zoom") not in READ_ONLY_MODES:
+            layer.mode = READ_ONLY_MODES[0]
+
+    keep_read_only()
+    layer.events.editable.connect(keep_read_only)
+    if hasattr(layer.events, "mode"):
+        layer.events.mode.connect(keep_read_only)
+
+
+@dataclass(frozen=True)
+class DisplayState:
+    """What the session asks to be shown."""
+
+    chosen: frozenset[str]  # annotations of the selected items
+    image: str | None  # the image shown (None: all)
+    only_selected: bool
+    contour: int  # labels drawn as outlines this thick, 0 filled
 
 
 class CaseCanvas:
@@ -32,12 +76,12 @@ class CaseCanvas:
         self.viewer = viewer
         self.case = case
 
-    def layers(self, role: str) -> list[tuple[Any, dict[str, Any]]]:
-        """(layer, metadata) of this case's layers with a role: image, annotation, boxes."""
+    def layers(self, role: str | None = None) -> list[tuple[Any, dict[str, Any]]]:
+        """(layer, metadata) of this case's layers, of one role (image, annotation, boxes)."""
         found = []
         for layer in self.viewer.layers:
             meta = grounding_meta(layer)
-            if meta and meta["role"] == role and meta["case_key"] == self.case.key:
+            if meta and meta["case"] is self.case and role in (None, meta["role"]):
                 found.append((layer, meta))
         return found
 
@@ -46,35 +90,35 @@ class CaseCanvas:
         return layers[0] if layers else None
 
     # -- what is shown ----------------------------------------------------------------------
-    def apply_display(self, chosen: set[str], shown_image: str | None, only_selected: bool,
-                      contour: int) -> Any:
-        """Show one image's layers, the chosen annotations (or all); returns the first
-        chosen annotation layer, whose controls a reviewer wants."""
-        for layer, meta in self.layers("image"):
-            layer.visible = shown_image is None or meta["image"] == shown_image
-        first_chosen = None
-        for layer, meta in self.layers("annotation"):
-            annotation = meta["annotation"]
-            on_view = shown_image is None or self.case.annotations[annotation].image == shown_image
-            layer.visible = on_view and (not only_selected or annotation in chosen)
-            if layer._type_string == "labels":
-                layer.contour = contour
-            if annotation in chosen and first_chosen is None and on_view:
-                first_chosen = layer
-        for layer, meta in self.layers("boxes"):
-            layer.visible = shown_image is None or meta["image"] == shown_image
-            shown = [b for b in meta["boxes"] if not only_selected or b in chosen]
-            if shown != meta.get("shown", meta["boxes"]):
-                self.show_boxes(layer, shown)
-                meta["shown"] = shown
-        return first_chosen
+    def apply_display(self, state: DisplayState) -> None:
+        for layer, meta in self.layers():
+            self.apply_to(layer, meta, state)
 
-    def show_boxes(self, layer: Any, box_ids: list[str]) -> None:
-        """Draw only these boxes on a per-image boxes layer."""
-        shapes = box_shapes(self.case, box_ids)
+    def apply_to(self, layer: Any, meta: dict[str, Any], state: DisplayState) -> None:
+        """Show or hide one layer as the state asks; touches only what changes (each change
+        of a labels layer's ``visible`` or ``contour`` re-slices it)."""
+        on_view = state.image is None or meta.get("image") == state.image
+        if meta["role"] == "annotation":
+            annotation = meta["annotation"]
+            _set(layer, "visible", on_view and (not state.only_selected or annotation in state.chosen))
+            if layer._type_string == "labels":
+                _set(layer, "contour", state.contour)
+        elif meta["role"] == "boxes":
+            _set(layer, "visible", on_view)
+            self._show_boxes(layer, meta, state)
+        else:
+            _set(layer, "visible", on_view)
+
+    def _show_boxes(self, layer: Any, meta: dict[str, Any], state: DisplayState) -> None:
+        shown = [b for b in meta["boxes"] if not state.only_selected or b in state.chosen]
+        emphasised = sorted(state.chosen.intersection(shown))
+        if (shown, emphasised) == meta.get("drawn"):
+            return
+        meta["drawn"] = (shown, emphasised)
+        shapes = box_shapes(self.case, shown, emphasised=set(emphasised))
         layer.data = shapes["data"]
         layer.features = pd.DataFrame(shapes["features"])
-        if box_ids:
+        if shown:
             layer.edge_color = shapes["edge_color"]
             layer.edge_width = shapes["edge_width"]
 
@@ -88,36 +132,47 @@ class CaseCanvas:
                 layer.contrast_limits = (low, high)
 
     # -- where to look ----------------------------------------------------------------------
-    def go_to(self, target: Target) -> None:
-        """The slice through the target's centre, zoomed to its extent."""
+    def go_to(self, target: Target, plane: str | None) -> None:
+        """The slice through the target's centre, in the plane that shows it best, framed
+        with context around it."""
         dims = self.viewer.dims
         offset = dims.ndim - target.centre.size
-        displayed = [a - offset for a in dims.displayed if a >= offset]
+        if target.centre.size == 3 and offset == 0 and dims.ndisplay == 2:
+            order = PLANE_ORDERS[best_plane(target, plane)]
+            if tuple(dims.order) != order:
+                dims.order = order
         for axis in range(target.centre.size):
             if axis + offset not in dims.displayed:
                 dims.set_point(axis + offset, float(target.centre[axis]))
         image_layer = self.image_layer(target.image)
         if image_layer is None or dims.ndisplay != 2:
             return
-        self.viewer.fit_to_view(layers=[image_layer])
-        extent = np.asarray(image_layer.extent.world)
-        scene = (extent[1] - extent[0])[displayed]
-        factor = zoom_factor(scene, (target.hi - target.lo)[displayed])
+        displayed = [a - offset for a in dims.displayed]
+        extent = np.asarray(image_layer.extent.world, dtype=float)[:, -target.centre.size:]
+        image = self.case.images[target.image]
+        min_field = MIN_FIELD_MM if image.data.ndim == 3 else \
+            MIN_FIELD_FRACTION * float(np.max(extent[1] - extent[0]))
+        view = frame(target, displayed, extent[0], extent[1], canvas_px(self.viewer), min_field)
         camera = viewer_camera(self.viewer)
-        camera.center = tuple(float(v) for v in target.centre[displayed])
-        camera.zoom = camera.zoom * factor
+        camera.center = view.centre
+        camera.zoom = view.zoom
+
+    def fit_image(self, image_id: str) -> None:
+        layer = self.image_layer(image_id)
+        if layer is not None:
+            self.viewer.fit_to_view(layers=[layer])
 
     # -- what a click hits ------------------------------------------------------------------
     def items_at(self, world_position: Any, shown_image: str | None,
                  stats: dict[str, AnnotationStats] | None) -> list[str]:
         """Ids of the items whose annotations (on the shown image) cover a world point."""
         covering: list[str] = []
-        for _layer, meta in self.layers("boxes"):
-            if shown_image in (None, meta["image"]):
+        for layer, meta in self.layers("boxes"):
+            if shown_image in (None, meta["image"]) and layer.visible:
                 covering += [b for b in meta["boxes"] if self._in_box(b, world_position)]
         for layer, meta in self.layers("annotation"):
             annotation = self.case.annotations[meta["annotation"]]
-            if shown_image not in (None, annotation.image):
+            if shown_image not in (None, annotation.image) or not layer.visible:
                 continue
             point = np.asarray(layer.world_to_data(world_position))[-layer.ndim:]
             if self._covers(layer, annotation, point, stats):
@@ -151,3 +206,8 @@ class CaseCanvas:
         image = self.case.images[annotation.image]
         source = image.orientation.index_to_source(display_index)
         return bool(np.all(source >= stats.bbox[0]) and np.all(source <= stats.bbox[1]))
+
+
+def _set(layer: Any, name: str, value: Any) -> None:
+    if getattr(layer, name) != value:
+        setattr(layer, name, value)

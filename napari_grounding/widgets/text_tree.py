@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
-from qtpy.QtCore import Qt
+from qtpy.QtCore import QRect, QSize, Qt
 from qtpy.QtGui import QColor
-from qtpy.QtWidgets import QAbstractItemView, QHeaderView, QTreeWidget, QTreeWidgetItem
+from qtpy.QtWidgets import (
+    QAbstractItemView,
+    QHeaderView,
+    QStyledItemDelegate,
+    QTreeWidget,
+    QTreeWidgetItem,
+)
 
 from ..colours import colour_slots, finding_colour
 from ..layers import drawable
@@ -54,6 +60,32 @@ def stats_columns(case: Case, item: TextItem, stats: dict[str, AnnotationStats])
             slices]
 
 
+class WrappingDelegate(QStyledItemDelegate):
+    """Rows as tall as their sentence wrapped to the text column (Qt's own row heights ignore
+    word wrap, so long sentences were cut to one line with an ellipsis)."""
+
+    SWATCH = 24  # colour swatch and its gap
+    PADDING = 8
+
+    def __init__(self, tree: QTreeWidget):
+        super().__init__(tree)
+        self.tree = tree
+
+    def sizeHint(self, option, index) -> QSize:  # noqa: N802 (Qt's name)
+        hint = super().sizeHint(option, index)
+        if index.column() != 0:
+            return hint
+        depth, parent = 1, index.parent()
+        while parent.isValid():
+            depth, parent = depth + 1, parent.parent()
+        width = (self.tree.columnWidth(0) - depth * self.tree.indentation() - self.SWATCH
+                 - self.PADDING)
+        text = str(index.data() or "")
+        bounds = option.fontMetrics.boundingRect(QRect(0, 0, max(width, 40), 100000),
+                                                 int(Qt.TextFlag.TextWordWrap), text)
+        return QSize(hint.width(), max(hint.height(), bounds.height() + 4))
+
+
 class TextTree(QTreeWidget):
     """Shows a case's text items; selection is by item id."""
 
@@ -62,16 +94,36 @@ class TextTree(QTreeWidget):
         self.setColumnCount(len(COLUMNS))
         self.setHeaderLabels(COLUMNS)
         self.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
+        # whole sentences: rows wrap to the text column's width, which the user can drag
         self.setWordWrap(True)
         self.setUniformRowHeights(False)
-        # the text takes what the badges and numbers leave; full text is in the tooltip
+        self.setTextElideMode(Qt.TextElideMode.ElideNone)
+        self.setItemDelegate(WrappingDelegate(self))
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         header = self.header()
         header.setStretchLastSection(False)
         header.setMinimumSectionSize(36)
-        header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        header.setSectionResizeMode(0, QHeaderView.ResizeMode.Interactive)
         for column in range(1, len(COLUMNS)):
             header.setSectionResizeMode(column, QHeaderView.ResizeMode.ResizeToContents)
+        header.sectionResized.connect(self._on_section_resized)
         self._rows: dict[str, QTreeWidgetItem] = {}
+
+    def _on_section_resized(self, column: int, _old: int, _new: int) -> None:
+        if column != 0:
+            self.fit_text_column()  # a column sized to its contents grew or shrank
+        self.scheduleDelayedItemsLayout()  # rows re-wrap to the new width
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 (Qt's name)
+        """The text column takes the width the other columns leave."""
+        super().resizeEvent(event)
+        self.fit_text_column()
+
+    def fit_text_column(self) -> None:
+        header = self.header()
+        others = sum(header.sectionSize(c) for c in range(1, self.columnCount())
+                     if not self.isColumnHidden(c))
+        self.setColumnWidth(0, max(160, self.viewport().width() - others))
 
     def populate(self, case: Case) -> None:
         self.clear()
@@ -81,6 +133,7 @@ class TextTree(QTreeWidget):
         for item in case.items:
             self.addTopLevelItem(self._row(item, colours))
         self.expandToDepth(0)
+        self.fit_text_column()
 
     def _row(self, item: TextItem, colours: dict[str, int]) -> QTreeWidgetItem:
         row = QTreeWidgetItem([item.title or item.text, badges(item)])
@@ -105,6 +158,7 @@ class TextTree(QTreeWidget):
             if row is not None:
                 for column, text in enumerate(stats_columns(case, item, stats), start=2):
                     row.setText(column, text)
+        self.fit_text_column()
 
     def show_only(self, item_ids: set[str] | None) -> None:
         """Hide every row not in ``item_ids`` (None shows all)."""

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from qtpy.QtCore import Qt
 
 from napari_grounding.layers import grounding_meta
 from napari_grounding.readers import open_case, open_dataset
 from napari_grounding.sample_cxr import DICOM_IDS, write_chexmask_sample, write_rexgradient_sample
 from napari_grounding.widgets.launch import dock_panel, show_case
+from tests.widgets.gestures import press
 from tests.widgets.test_panel import click, coloured_pixels
 
 pytestmark = pytest.mark.gui
@@ -40,12 +42,12 @@ def test_masks_and_contours_become_labels_and_shapes(chexmask_panel):
 
 def test_contour_only_display_outlines_the_masks(chexmask_panel):
     viewer, panel = chexmask_panel
-    panel.set_mask_mode("selected")
+    panel.session.set_display("selected")
     panel.select_items(["structure/right_lung"])  # red, the first colour
     for contour_id in ("contour/right_lung",):
         layer_of(viewer, contour_id).visible = False  # judge the mask alone
     filled = coloured_pixels(viewer.screenshot(canvas_only=True, flash=False), 0)
-    panel.contours.setChecked(True)
+    panel.display.contours.setChecked(True)
     assert layer_of(viewer, "mask/right_lung").contour == 1
     layer_of(viewer, "contour/right_lung").visible = False
     outlined = coloured_pixels(viewer.screenshot(canvas_only=True, flash=False), 0)
@@ -67,7 +69,7 @@ def test_low_quality_is_flagged_in_the_header(make_napari_viewer, tmp_path):
     viewer = make_napari_viewer()
     panel = show_case(viewer, open_case(csv_path, DICOM_IDS[1]))
     assert "⚠ RCA Dice 0.640 (below 0.7)" in panel.title.text()
-    assert not panel.window_buttons["lung"].isVisibleTo(panel)
+    assert not panel.display.window_buttons["lung"].isVisibleTo(panel)
 
 
 def test_view_switcher_shows_one_view_at_a_time(make_napari_viewer, qtbot, tmp_path):
@@ -75,23 +77,21 @@ def test_view_switcher_shows_one_view_at_a_time(make_napari_viewer, qtbot, tmp_p
     viewer = make_napari_viewer(show=True)
     dataset = open_dataset(root)
     panel = show_case(viewer, dataset.open_case(dataset.case_ids()[0]), dataset=dataset)
-    assert panel.view_box.isVisibleTo(panel) and panel.view_box.count() == 2
-    assert [panel.view_box.itemText(i) for i in range(2)] == ["view/0 (PA)", "view/1 (LATERAL)"]
+    assert panel.case_bar.view_box.isVisibleTo(panel) and panel.case_bar.view_box.count() == 2
+    assert [panel.case_bar.view_box.itemText(i) for i in range(2)] == ["PA", "LATERAL"]
 
     def visible():
         return [grounding_meta(la)["image"] for la in viewer.layers if la.visible]
 
     assert visible() == ["view/0"]
     frontal = viewer.screenshot(canvas_only=True, flash=False)
-    panel.view_box.setCurrentIndex(1)
-    assert visible() == ["view/1"] and panel.current_image == "view/1"
+    panel.case_bar.view_box.setCurrentIndex(1)
+    assert visible() == ["view/1"] and panel.session.image == "view/1"
     lateral = viewer.screenshot(canvas_only=True, flash=False)
     assert frontal.shape == lateral.shape and np.abs(frontal.astype(int) - lateral).mean() > 5
-    from napari.utils.key_bindings import coerce_keybinding
-
-    viewer.keymap[coerce_keybinding("Alt-V")](viewer)  # next view wraps around
+    press(viewer, Qt.Key.Key_V, Qt.KeyboardModifier.AltModifier)  # next view wraps around
     assert visible() == ["view/0"]
-    assert not panel.mode.isVisibleTo(panel)  # a report without annotations: no mask controls
+    assert not panel.display.mode.isVisibleTo(panel)  # a report without annotations: no mask controls
 
 
 def test_cxr_samples_in_the_menu(make_napari_viewer, tmp_path, monkeypatch):
@@ -111,7 +111,7 @@ def test_images_folder_chosen_in_the_panel(make_napari_viewer, tmp_path):
     viewer.open(str(csv_path), plugin="napari-grounding")
     panel = dock_panel(viewer)
     assert panel.case.images["image"].meta.get("blank")
-    assert panel.images_button.isVisibleTo(panel)
+    assert panel.case_bar.images_button.isVisibleTo(panel)
     panel.set_images_folder(str(tmp_path / "mimic-cxr-jpg"))
     assert "blank" not in panel.case.images["image"].meta
     image_layers = [la for la in viewer.layers if grounding_meta(la)["role"] == "image"]
@@ -123,9 +123,9 @@ def test_typing_a_case_id_opens_it(make_napari_viewer, tmp_path):
     viewer = make_napari_viewer()
     dataset = open_dataset(csv_path, images=tmp_path / "mimic-cxr-jpg")
     panel = show_case(viewer, dataset.open_case(DICOM_IDS[0]), dataset=dataset)
-    panel.case_box.lineEdit().setText(DICOM_IDS[1])
-    panel.case_box.lineEdit().returnPressed.emit()
+    panel.case_bar.case_box.lineEdit().setText(DICOM_IDS[1])
+    panel.case_bar.case_box.lineEdit().returnPressed.emit()
     assert panel.case.id == DICOM_IDS[1]
-    panel.case_box.lineEdit().setText("no-such-image")
-    panel.case_box.lineEdit().returnPressed.emit()
+    panel.case_bar.case_box.lineEdit().setText("no-such-image")
+    panel.case_bar.case_box.lineEdit().returnPressed.emit()
     assert panel.case.id == DICOM_IDS[1]  # an unknown id is a notification, not a crash

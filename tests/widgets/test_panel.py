@@ -7,8 +7,6 @@ import shutil
 
 import numpy as np
 import pytest
-from napari.utils._proxies import ReadOnlyWrapper
-from napari.utils.interactions import mouse_press_callbacks, mouse_release_callbacks
 from napari.utils.key_bindings import coerce_keybinding
 from napari.utils.notifications import notification_manager
 from qtpy.QtCore import Qt
@@ -19,6 +17,7 @@ from napari_grounding.readers import open_case, open_dataset
 from napari_grounding.sample import CASE, ctrate_volume_path, make_phantom, write_sample
 from napari_grounding.widgets.canvas import viewer_camera
 from napari_grounding.widgets.launch import PANEL, dock_panel, show_case
+from tests.widgets.gestures import click_canvas, press
 
 pytestmark = pytest.mark.gui
 
@@ -40,14 +39,12 @@ def display_centre(case, index: int) -> np.ndarray:
 
 
 def click(viewer, world_position) -> None:
-    """A press and release at one world point, through napari's own mouse dispatch."""
-    for kind, dispatch in (("mouse_press", mouse_press_callbacks),
-                           ("mouse_release", mouse_release_callbacks)):
-        event = ReadOnlyWrapper(type("E", (), dict(
-            type=kind, position=tuple(world_position), is_dragging=False, button=1,
-            dims_displayed=tuple(viewer.dims.displayed), modifiers=[], handled=False,
-            view_direction=None, dims_point=list(viewer.dims.point), pos=(0, 0)))())
-        dispatch(viewer, event)
+    """A real left click on the canvas pixel showing a world point: its slice, all in view."""
+    for axis in range(viewer.dims.ndim):
+        if axis not in viewer.dims.displayed:
+            viewer.dims.set_point(axis, float(world_position[axis]))
+    viewer.reset_view()
+    click_canvas(viewer, world_position)
 
 
 def coloured_pixels(shot: np.ndarray, hue_channel: int) -> int:
@@ -70,27 +67,32 @@ def test_panel_lists_the_case_text(viewer_and_panel):
 
 
 @pytest.mark.parametrize("index", [0, 1, 2])
-def test_selecting_a_finding_goes_to_its_centre(viewer_and_panel, index):
+def test_selecting_a_finding_goes_to_its_centre(viewer_and_panel, qtbot, index):
     viewer, panel = viewer_and_panel
     viewer.reset_view()
     whole_zoom = viewer_camera(viewer).zoom
-    panel.tree.topLevelItem(index).setSelected(True)  # as a click in the tree does
+    tree = panel.tree
+    row = tree.topLevelItem(index)
+    qtbot.mouseClick(tree.viewport(), Qt.MouseButton.LeftButton,
+                     pos=tree.visualItemRect(row).center())  # a click in the tree
+    assert panel.selected_ids == [f"finding/{index}"]
     centre = display_centre(panel.case, index)
     assert viewer.dims.current_step[0] == round(centre[0])
     ct = panel.case.images["ct"]
-    expected = np.asarray(ct.origin) + centre * np.asarray(ct.spacing)
     camera = viewer_camera(viewer)
-    np.testing.assert_allclose(camera.center[-2:], expected[1:], atol=1e-3)
-    # the whole finding is on screen; focal findings are zoomed in on, bilateral ones are not
+    # the whole finding is on screen, inside the visible window of the volume
     mask = ct.orientation.to_display(np.asarray(panel.case.annotations[f"mask/{index}"].data))
     where = np.argwhere(mask)
-    extent_mm = (np.ptp(where, axis=0) + 1) * np.asarray(ct.spacing)
-    assert np.all(extent_mm[1:] * camera.zoom <= np.asarray(viewer.canvas.size))
+    lo = np.asarray(ct.origin) + where.min(axis=0) * np.asarray(ct.spacing)
+    hi = np.asarray(ct.origin) + where.max(axis=0) * np.asarray(ct.spacing)
+    half = np.asarray(viewer.canvas.size) / camera.zoom / 2
+    shown_lo = np.asarray(camera.center[-2:]) - half
+    shown_hi = np.asarray(camera.center[-2:]) + half
+    assert np.all(shown_lo <= lo[1:]) and np.all(hi[1:] <= shown_hi)
     if panel.case.item(f"finding/{index}").tags["extent"] == "focal":
         assert camera.zoom > 1.5 * whole_zoom
     else:
         assert camera.zoom >= whole_zoom
-    assert panel.selected_ids == [f"finding/{index}"]
 
 
 def test_clicking_a_mask_voxel_selects_its_finding(viewer_and_panel):
@@ -99,7 +101,6 @@ def test_clicking_a_mask_voxel_selects_its_finding(viewer_and_panel):
     ct = case.images["ct"]
     effusion = ct.orientation.to_display(np.asarray(case.annotations["mask/1"].data))
     voxel = np.argwhere(effusion)[len(np.argwhere(effusion)) // 2]
-    viewer.dims.set_point(0, ct.origin[0] + voxel[0] * ct.spacing[0])
     world = np.asarray(ct.origin) + voxel * np.asarray(ct.spacing)
     click(viewer, world)
     assert panel.selected_ids == ["finding/1"]
@@ -113,7 +114,7 @@ def test_clicking_a_mask_voxel_selects_its_finding(viewer_and_panel):
 
 def test_only_selected_and_contours_change_the_picture(viewer_and_panel, qtbot):
     viewer, panel = viewer_and_panel
-    panel.set_mask_mode("selected")
+    panel.session.set_display("selected")
     panel.select_items(["finding/0"])
     visible = {grounding_meta(la)["annotation"]: la.visible for la in viewer.layers
                if grounding_meta(la)["role"] == "annotation"}
@@ -122,15 +123,15 @@ def test_only_selected_and_contours_change_the_picture(viewer_and_panel, qtbot):
     red_filled = coloured_pixels(filled, 0)
     assert red_filled > 200  # the nodule, zoomed in, in the first finding's red
     assert coloured_pixels(filled, 1) == 0
-    panel.contours.setChecked(True)
+    panel.display.contours.setChecked(True)
     assert all(la.contour == 1 for la in viewer.layers if grounding_meta(la)["role"] == "annotation")
     outline = coloured_pixels(viewer.screenshot(canvas_only=True, flash=False), 0)
     assert 0 < outline < red_filled * 0.8
-    panel.contours.setChecked(False)
+    panel.display.contours.setChecked(False)
     panel.select_items(["finding/1"])
     effusion = viewer.screenshot(canvas_only=True, flash=False)
     assert coloured_pixels(effusion, 0) == 0 and coloured_pixels(effusion, 1) > 200
-    panel.set_mask_mode("all")
+    panel.session.set_display("all")
     assert all(la.visible for la in viewer.layers)
 
 
@@ -138,10 +139,14 @@ def test_window_presets_by_button_and_key(viewer_and_panel, qtbot):
     viewer, panel = viewer_and_panel
     ct_layer = viewer.layers[0]
     assert tuple(ct_layer.contrast_limits) == (-1350.0, 150.0)
-    qtbot.mouseClick(panel.window_buttons["mediastinum"], Qt.MouseButton.LeftButton)
+    qtbot.mouseClick(panel.display.window_buttons["mediastinum"], Qt.MouseButton.LeftButton)
     assert tuple(ct_layer.contrast_limits) == (-160.0, 240.0)
-    viewer.keymap[coerce_keybinding("Alt-3")](viewer)
+    assert panel.display.window_buttons["mediastinum"].isChecked()
+    press(viewer, Qt.Key.Key_3, Qt.KeyboardModifier.AltModifier)
     assert tuple(ct_layer.contrast_limits) == (-500.0, 1300.0)
+    assert [n for n, b in panel.display.window_buttons.items() if b.isChecked()] == ["bone"]
+    ct_layer.contrast_limits = (-300.0, 300.0)  # the user's own limits: no preset is marked
+    assert not any(b.isChecked() for b in panel.display.window_buttons.values())
     shot = viewer.screenshot(canvas_only=True, flash=False)
     assert shot[..., :3].std() > 5  # a real picture, not a black canvas
 
@@ -243,9 +248,9 @@ def test_case_switcher(make_napari_viewer, qtbot, sample_copy):
     viewer = make_napari_viewer()
     dataset = open_dataset(sample_copy)
     panel = show_case(viewer, dataset.open_case(CASE), dataset=dataset)
-    assert panel.case_box.isVisibleTo(panel) and panel.case_box.count() == 2
-    panel.case_box.setCurrentIndex(1)
-    panel.case_box.activated.emit(1)
+    assert panel.case_bar.case_box.isVisibleTo(panel) and panel.case_bar.case_box.count() == 2
+    panel.case_bar.case_box.setCurrentIndex(1)
+    panel.case_bar.case_box.activated.emit(1)
     assert panel.case.id == "train_2_a_1"
     assert panel.tree.topLevelItem(0).text(0) == "Only the nodule."
     assert [grounding_meta(la)["case_key"] for la in viewer.layers] == [
@@ -256,9 +261,9 @@ def test_case_switcher(make_napari_viewer, qtbot, sample_copy):
 def test_closing_the_panel_unhooks_the_viewer(make_napari_viewer, sample_root):
     viewer = make_napari_viewer()
     panel = show_case(viewer, open_case(sample_root))
-    assert panel._on_mouse in viewer.mouse_drag_callbacks
+    assert panel.link._on_mouse in viewer.mouse_drag_callbacks
     panel.close()
-    assert panel._on_mouse not in viewer.mouse_drag_callbacks
+    assert panel.link._on_mouse not in viewer.mouse_drag_callbacks
     assert coerce_keybinding("Alt-1") not in viewer.keymap
 
 

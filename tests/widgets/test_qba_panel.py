@@ -33,7 +33,7 @@ def box_layer(viewer, image_id):
 
 def test_selecting_an_answer_shows_exactly_its_boxes(qba):
     viewer, panel = qba
-    panel.set_mask_mode("selected")
+    panel.session.set_display("selected")
     panel.select_items(["answer/a0001"])  # and its sub-answer a0002
     layer = box_layer(viewer, FRONTAL)
     case = panel.case
@@ -50,13 +50,13 @@ def test_selecting_an_answer_shows_exactly_its_boxes(qba):
     assert np.max((hi - lo) * zoom / np.asarray(viewer.canvas.size)) > 0.3
     panel.select_items(["answer/a0006"])  # an answer without boxes
     assert len(layer.data) == 0
-    panel.set_mask_mode("all")
+    panel.session.set_display("all")
     assert len(layer.data) == sum(a.image == FRONTAL for a in case.annotations.values())
 
 
 def test_fallback_boxes_are_drawn_differently(qba):
     viewer, panel = qba
-    panel.set_mask_mode("selected")
+    panel.session.set_display("selected")
     panel.select_items(["answer/a0003"])
     layer = box_layer(viewer, FRONTAL)
     assert list(layer.features["label"]) == ["No pneumothorax (fallback)"] * 2
@@ -67,12 +67,12 @@ def test_fallback_boxes_are_drawn_differently(qba):
 
 def test_an_answer_on_another_view_switches_to_it(qba):
     viewer, panel = qba
-    assert panel.current_image == FRONTAL
-    panel.set_mask_mode("selected")
-    panel.show_image(LATERAL)
+    assert panel.session.image == FRONTAL
+    panel.session.set_display("selected")
+    panel.session.show_image(LATERAL)
     assert box_layer(viewer, LATERAL).visible and not box_layer(viewer, FRONTAL).visible
     panel.select_items(["answer/a0005"])  # its only box is on the frontal view
-    assert panel.current_image == FRONTAL and box_layer(viewer, FRONTAL).visible
+    assert panel.session.image == FRONTAL and box_layer(viewer, FRONTAL).visible
 
 
 def test_clicking_a_box_selects_its_answers(qba):
@@ -83,7 +83,7 @@ def test_clicking_a_box_selects_its_answers(qba):
 
 def test_filters_hide_rows(qba):
     _, panel = qba
-    assert list(panel.filters) == ["question_strategy", "question_type", "answer_type",
+    assert list(panel.filter_form.combos) == ["question_strategy", "question_type", "answer_type",
                                    "positiveness"]
     panel.set_filter("positiveness", "pos")
     rows = panel.tree._rows

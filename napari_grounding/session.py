@@ -1,0 +1,209 @@
+"""What the user is looking at: the open case, the selection, the shown image, the display.
+
+Qt-free and evented with psygnal, as napari's own models are. The text tree, the canvas, the key
+bindings and the display controls change the session and redraw from its signals; none of them
+reads state back out of a Qt control, so everything here is tested without a viewer.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from psygnal import Signal
+
+from .filters import kept_items
+from .model import Case, GroundingError, TextItem
+from .navigation import item_annotation_ids
+from .windows import CT_DEFAULT_WINDOW, CT_WINDOWS, window_for
+
+MASK_MODES = ("all", "selected")
+PLANES = ("axial", "coronal", "sagittal")
+
+
+class Session:
+    """One reviewer's state in one viewer.
+
+    Signals carry the new value; ``selection_changed`` also says whether the view should move
+    to the selection (a click in the canvas selects without moving).
+    """
+
+    dataset_changed = Signal(object)  # the reader's dataset, or None
+    case_requested = Signal(str)  # a case id the user asked for (opening it is I/O: the panel's)
+    case_changed = Signal(object)  # Case | None
+    stats_changed = Signal(object)  # {annotation id: AnnotationStats}
+    selection_changed = Signal(tuple, bool)  # item ids, navigate
+    image_changed = Signal(object)  # id of the image shown, or None (all)
+    display_changed = Signal(str, bool)  # mask mode, contours only
+    window_changed = Signal(object)  # CT window preset name, or None (user's own limits)
+    filters_changed = Signal(dict)  # tag -> value kept
+    plane_changed = Signal(object)  # "axial" | "coronal" | "sagittal" chosen by the user, or None
+
+    def __init__(self) -> None:
+        self.dataset: Any = None
+        self.case_ids: list[str] = []
+        self.case: Case | None = None
+        self.stats: dict[str, Any] | None = None
+        self.selected: tuple[str, ...] = ()
+        self.image: str | None = None
+        self.mask_mode = "all"
+        self.contours = False
+        self.window: str | None = None
+        self.filters: dict[str, str] = {}
+        self.plane: str | None = None
+
+    # -- dataset and cases ------------------------------------------------------------------
+    def set_dataset(self, dataset: Any, case_ids: list[str] | None = None) -> None:
+        """The dataset whose cases the user moves through (None: a lone case)."""
+        self.dataset = dataset
+        self.case_ids = list(case_ids if case_ids is not None else
+                             (dataset.case_ids() if dataset is not None else []))
+        self.dataset_changed.emit(dataset)
+
+    @property
+    def case_key(self) -> str | None:
+        return self.case.key if self.case is not None else None
+
+    def case_position(self) -> tuple[int, int] | None:
+        """(index, count) of the open case in the dataset's case list, when it is listed."""
+        if self.case is None or self.case.id not in self.case_ids:
+            return None
+        return self.case_ids.index(self.case.id), len(self.case_ids)
+
+    def neighbour_case(self, step: int) -> str | None:
+        """The case ``step`` places away in the case list, or None past either end."""
+        position = self.case_position()
+        if position is None:
+            return self.case_ids[0] if self.case_ids and self.case is None else None
+        index = position[0] + step
+        return self.case_ids[index] if 0 <= index < len(self.case_ids) else None
+
+    def request_case(self, case_id: str) -> None:
+        if self.case is None or case_id != self.case.id:
+            self.case_requested.emit(case_id)
+
+    def next_case(self, step: int = 1) -> str | None:
+        """Ask for the next (or, with -1, previous) case; returns its id."""
+        case_id = self.neighbour_case(step)
+        if case_id is not None:
+            self.request_case(case_id)
+        return case_id
+
+    def set_case(self, case: Case | None) -> None:
+        """Show another case: selection, stats, image and filters start afresh."""
+        self.case = case
+        self.stats = None
+        self.selected = ()
+        self.filters = {}
+        self.image = next(iter(case.images), None) if case is not None and len(case.images) > 1 \
+            else None
+        self.window = CT_DEFAULT_WINDOW if case is not None and _has_ct(case) else None
+        self.case_changed.emit(case)
+        self.image_changed.emit(self.image)
+        self.window_changed.emit(self.window)
+
+    def set_stats(self, case_key: str, stats: dict[str, Any]) -> bool:
+        """Mask statistics arrived; dropped (False) when the user has left that case."""
+        if case_key != self.case_key:
+            return False
+        self.stats = stats
+        self.stats_changed.emit(stats)
+        return True
+
+    # -- selection --------------------------------------------------------------------------
+    def select(self, item_ids: list[str] | tuple[str, ...], navigate: bool = True) -> None:
+        """Select text items (unknown ids are a GroundingError) and follow their window."""
+        if self.case is None:
+            return
+        items = [self.case.item(i) for i in item_ids]
+        self.selected = tuple(i.id for i in items)
+        if items and _has_ct(self.case):
+            preset = window_for(items[0])
+            if preset is not None:
+                self.set_window(preset)
+        self.selection_changed.emit(self.selected, navigate)
+
+    def navigable_items(self) -> list[TextItem]:
+        """The items next/previous step through: those the filters keep, in reading order."""
+        if self.case is None:
+            return []
+        kept = kept_items(self.case, self.filters) if self.filters else None
+        return [i for i in self.case.walk() if kept is None or i.id in kept]
+
+    def step_item(self, step: int = 1) -> str | None:
+        """Select the next (or previous) item; from nothing selected, the first (or last)."""
+        items = [i.id for i in self.navigable_items()]
+        if not items:
+            return None
+        if self.selected and self.selected[0] in items:
+            index = items.index(self.selected[0]) + step
+            if not 0 <= index < len(items):
+                return None
+        else:
+            index = 0 if step > 0 else len(items) - 1
+        self.select([items[index]])
+        return items[index]
+
+    def first_grounded_item(self) -> str | None:
+        """The first item (in reading order) with an annotation of its own on one of the case's
+        images (a finding, an answer; not the group holding them)."""
+        if self.case is None:
+            return None
+        shown = {a.id for a in self.case.annotations.values() if a.image in self.case.images}
+        return next((i.id for i in self.case.walk() if any(a in shown for a in i.annotations)),
+                    None)
+
+    def selected_annotations(self) -> set[str]:
+        if self.case is None:
+            return set()
+        return {a for i in self.selected for a in item_annotation_ids(self.case.item(i))}
+
+    # -- images, display, window ------------------------------------------------------------
+    def show_image(self, image_id: str | None) -> None:
+        if self.case is None or image_id == self.image:
+            return
+        if image_id is not None and image_id not in self.case.images:
+            raise GroundingError(f"case {self.case.id} has no image {image_id!r}")
+        self.image = image_id
+        self.image_changed.emit(image_id)
+
+    def next_image(self) -> str | None:
+        """Cycle through the case's images (views); None when it has only one."""
+        if self.case is None or len(self.case.images) < 2:
+            return None
+        ids = list(self.case.images)
+        index = ids.index(self.image) + 1 if self.image in ids else 0
+        self.show_image(ids[index % len(ids)])
+        return self.image
+
+    def set_display(self, mask_mode: str | None = None, contours: bool | None = None) -> None:
+        if mask_mode is not None and mask_mode not in MASK_MODES:
+            raise GroundingError(f"unknown mask mode {mask_mode!r} (known: {', '.join(MASK_MODES)})")
+        mode = mask_mode if mask_mode is not None else self.mask_mode
+        only_contours = contours if contours is not None else self.contours
+        if (mode, only_contours) != (self.mask_mode, self.contours):
+            self.mask_mode, self.contours = mode, only_contours
+            self.display_changed.emit(mode, only_contours)
+
+    def set_window(self, name: str | None) -> None:
+        """A CT window preset by name, or None once the user set limits of their own."""
+        if name is not None and name not in CT_WINDOWS:
+            raise GroundingError(f"unknown CT window {name!r} (known: {', '.join(CT_WINDOWS)})")
+        if name != self.window:
+            self.window = name
+            self.window_changed.emit(name)
+
+    def set_filters(self, chosen: dict[str, str]) -> None:
+        if chosen != self.filters:
+            self.filters = dict(chosen)
+            self.filters_changed.emit(self.filters)
+
+    def set_plane(self, plane: str | None) -> None:
+        if plane is not None and plane not in PLANES:
+            raise GroundingError(f"unknown plane {plane!r} (known: {', '.join(PLANES)})")
+        if plane != self.plane:
+            self.plane = plane
+            self.plane_changed.emit(plane)
+
+
+def _has_ct(case: Case) -> bool:
+    return any(image.kind == "ct" for image in case.images.values())

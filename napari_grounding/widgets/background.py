@@ -1,0 +1,75 @@
+"""Work off the UI thread: mask statistics and cache writes.
+
+Workers get annotations and arrays, never a Case, and come from superqt directly: napari's
+``create_worker`` registers each worker's ``quit`` with the window's task list for good, which
+kept every worker (and everything it was given) alive. A failure becomes a notification: a
+worker without an ``errored`` handler re-raises on the Qt thread, which aborts the process.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Any
+
+from napari.utils import progress
+from napari.utils.notifications import show_warning
+from superqt.utils import create_worker
+
+from ..metrics import annotation_stats
+from ..model import Case, Image, MaskAnnotation
+
+CACHE_ON_OPEN_ENV = "NAPARI_GROUNDING_CACHE_ON_OPEN"  # "0": never write caches from the viewer
+
+
+def run(func: Callable[..., Any], *args: Any, desc: str, on_done: Callable[[Any], None],
+        failure: str) -> Any:
+    """Run ``func(*args)`` in a thread with an activity entry; ``on_done`` gets its result."""
+    bar = progress(total=0, desc=desc)
+    worker = create_worker(func, *args, _start_thread=False)
+    worker.returned.connect(on_done)
+    worker.errored.connect(lambda err: show_warning(f"{failure}: {err}"))
+    worker.finished.connect(bar.close)
+    worker.start()
+    return worker
+
+
+def start_stats(case: Case, on_done: Callable[[str, dict[str, Any]], None]) -> Any:
+    """Measure a case's annotations; ``on_done(case_key, stats)`` (the caller drops stale ones)."""
+    key, annotations = case.key, list(case.annotations.values())
+    return run(annotation_stats, annotations, desc=f"Measuring the masks of {case.id}",
+               on_done=lambda stats: on_done(key, stats),
+               failure=f"mask statistics of {case.id} failed")
+
+
+def wants_cache(case: Case) -> Image | None:
+    """The CT to cache for next time: read from a NIfTI file, not cached yet (a reader marks
+    volumes it must not cache with ``meta["cache"] = False``), caching allowed."""
+    ct = case.images.get("ct")
+    if ct is None or "cache" in ct.meta or not ct.source.endswith((".nii", ".nii.gz")):
+        return None
+    if os.environ.get(CACHE_ON_OPEN_ENV, "1") == "0":
+        return None
+    return ct
+
+
+def start_caching(case: Case, on_done: Callable[[str, Any], None]) -> Any:
+    """Write the OME-Zarr cache of a case's CT and its masks, for the next opening."""
+    image = wants_cache(case)
+    if image is None:
+        return None
+    masks = [a for a in case.annotations.values()
+             if isinstance(a, MaskAnnotation) and a.image == image.id]
+    key = case.key
+    return run(_write_cache, case.dataset, case.id, image, masks,
+               desc=f"Caching {case.id} as OME-Zarr",
+               on_done=lambda path: on_done(key, path), failure=f"could not cache {case.id}")
+
+
+def _write_cache(dataset: str, case_id: str, image: Image, masks: list[MaskAnnotation]) -> Any:
+    from ..store import write_cache  # zarr and ome-zarr only when a cache is written
+
+    # a Case of just what the cache holds, living as long as this thread's work
+    holder = Case(dataset=dataset, id=case_id, images={image.id: image},
+                  annotations={m.id: m for m in masks})
+    return write_cache(holder, image.id)

@@ -1,0 +1,72 @@
+"""Display controls: all masks or the selected only, contours, CT window presets."""
+
+from __future__ import annotations
+
+from qtpy.QtWidgets import QButtonGroup, QCheckBox, QComboBox, QHBoxLayout, QPushButton, QWidget
+
+from ..model import Case, MaskAnnotation
+from ..session import MASK_MODES, Session
+from ..windows import CT_WINDOWS
+from .keys import key_for
+
+MODE_NAMES = {"all": "All masks", "selected": "Selected only"}
+
+
+class DisplayControls(QWidget):
+    """Mirrors the session's display mode and window; the active preset stays pressed."""
+
+    def __init__(self, session: Session, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.session = session
+        self.mode = QComboBox()
+        self.mode.addItems([MODE_NAMES[m] for m in MASK_MODES])
+        self.mode.currentIndexChanged.connect(
+            lambda index: session.set_display(mask_mode=MASK_MODES[index]))
+        self.contours = QCheckBox("Contours only")
+        self.contours.toggled.connect(lambda on: session.set_display(contours=on))
+        self.window_group = QButtonGroup(self)
+        self.window_group.setExclusive(False)  # none pressed while the user's own limits apply
+        self.window_buttons: dict[str, QPushButton] = {}
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.mode)
+        layout.addWidget(self.contours)
+        layout.addStretch(1)
+        for name in CT_WINDOWS:
+            button = QPushButton(name.capitalize())
+            button.setCheckable(True)
+            button.setToolTip(f"CT window {name} ({key_for(f'{name} window')})")
+            button.clicked.connect(lambda _checked, name=name: self._on_window_clicked(name))
+            self.window_group.addButton(button)
+            layout.addWidget(button)
+            self.window_buttons[name] = button
+        session.case_changed.connect(self._on_case)
+        session.display_changed.connect(self._on_display)
+        session.window_changed.connect(self._on_window)
+        self._on_case(session.case)
+
+    def _on_case(self, case: Case | None) -> None:
+        has_ct = case is not None and any(i.kind == "ct" for i in case.images.values())
+        for button in self.window_buttons.values():
+            button.setVisible(has_ct)
+        has_masks = case is not None and any(isinstance(a, MaskAnnotation)
+                                             for a in case.annotations.values())
+        self.mode.setVisible(case is not None and bool(case.annotations))
+        self.contours.setVisible(has_masks)
+        self._on_window(self.session.window)
+
+    def _on_display(self, mode: str, contours: bool) -> None:
+        blocked = self.mode.blockSignals(True), self.contours.blockSignals(True)
+        self.mode.setCurrentIndex(MASK_MODES.index(mode))
+        self.contours.setChecked(contours)
+        self.mode.blockSignals(blocked[0])
+        self.contours.blockSignals(blocked[1])
+
+    def _on_window_clicked(self, name: str) -> None:
+        self.session.set_window(name)
+        self._on_window(self.session.window)  # a second click keeps the preset pressed
+
+    def _on_window(self, name: str | None) -> None:
+        for preset, button in self.window_buttons.items():
+            button.setChecked(preset == name)
+            button.setStyleSheet("font-weight: bold;" if preset == name else "")

@@ -1,0 +1,93 @@
+"""The text of a case: the tree of items and the details of the selected one."""
+
+from __future__ import annotations
+
+import html
+from typing import Any
+
+from qtpy.QtCore import Qt
+from qtpy.QtWidgets import QLabel, QScrollArea, QSplitter, QWidget
+
+from ..describe import annotation_summary
+from ..filters import kept_items
+from ..model import Case
+from ..session import Session
+from .text_tree import TextTree
+
+
+class TextPane(QSplitter):
+    """Tree above, details below (a draggable split); selection goes through the session."""
+
+    def __init__(self, session: Session, parent: QWidget | None = None):
+        super().__init__(Qt.Orientation.Vertical, parent)
+        self.session = session
+        self._selected_by_click = False
+        self.tree = TextTree()
+        self.tree.itemSelectionChanged.connect(self._on_tree_selection)
+        self.tree.itemClicked.connect(self._on_tree_click)
+        self.details = QLabel()
+        self.details.setWordWrap(True)
+        self.details.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.details.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setWidget(self.details)
+        self.addWidget(self.tree)
+        self.addWidget(scroll)
+        self.setStretchFactor(0, 4)
+        self.setStretchFactor(1, 1)
+        session.case_changed.connect(self._on_case)
+        session.stats_changed.connect(self._on_stats)
+        session.selection_changed.connect(self._on_selection)
+        session.filters_changed.connect(self._on_filters)
+
+    def _on_case(self, case: Case | None) -> None:
+        self.tree.clear()
+        self.details.setText("")
+        if case is None:
+            return
+        has_masks = any(a.kind == "mask" for a in case.annotations.values())
+        three_d = any(i.data.ndim == 3 for i in case.images.values())
+        for column in range(2, self.tree.columnCount()):
+            ct_only = column in (3, 5)  # mL and slice range
+            self.tree.setColumnHidden(column, not has_masks or (ct_only and not three_d))
+        self.tree.populate(case)
+
+    def _on_stats(self, stats: dict[str, Any]) -> None:
+        if self.session.case is not None:
+            self.tree.set_stats(self.session.case, stats)
+            self._show_details()
+
+    def _on_selection(self, ids: tuple[str, ...], _navigate: bool) -> None:
+        if tuple(self.tree.selected_ids()) != ids:
+            self.tree.select_ids(list(ids))
+        self._show_details()
+
+    def _on_filters(self, chosen: dict[str, str]) -> None:
+        case = self.session.case
+        self.tree.show_only(kept_items(case, chosen) if chosen and case is not None else None)
+
+    def _on_tree_selection(self) -> None:
+        self._selected_by_click = True  # Qt selects on press, reports the click on release
+        self.session.select(self.tree.selected_ids())
+
+    def _on_tree_click(self, *_args: Any) -> None:
+        """A click on the item already selected goes back to it (after the user scrolled)."""
+        if self._selected_by_click:
+            self._selected_by_click = False
+            return
+        ids = tuple(self.tree.selected_ids())
+        if ids and ids == self.session.selected:
+            self.session.select(ids)
+
+    def _show_details(self) -> None:
+        case, ids = self.session.case, self.session.selected
+        if case is None or not ids:
+            self.details.setText("")
+            return
+        item = case.item(ids[0])
+        lines = [f"<b>{html.escape(item.title or item.id)}</b>: {html.escape(item.text)}"]
+        lines += [html.escape(f"{k}: {v}") for k, v in item.tags.items()]
+        for annotation in case.annotations_of(item):
+            lines.append(html.escape(annotation_summary(case, annotation.id, self.session.stats)))
+        self.details.setText("<br>".join(lines))

@@ -1,0 +1,187 @@
+"""The session and a napari viewer kept in step, both ways.
+
+Session changes become layer visibility, slices, camera moves and contrast; gestures on the
+canvas (a click, a plane chosen by hand, contrast set by hand) become session changes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..layers import grounding_meta
+from ..model import Case
+from ..navigation import item_target
+from ..session import Session
+from ..windows import window_limits
+from .canvas import CaseCanvas, DisplayState, make_read_only, plane_of
+
+
+class ViewerLink:
+    """Subscribes a viewer to a session; ``attach``/``detach`` hook and unhook everything."""
+
+    def __init__(self, viewer: Any, session: Session):
+        self.viewer, self.session = viewer, session
+        self.attached = False
+        self._pending: str | None = None  # an item to go to once the statistics are in
+        self._moving = False  # our own dims and contrast changes are not the user's
+        self._order: tuple[int, ...] = tuple(viewer.dims.order)
+
+    @property
+    def canvas(self) -> CaseCanvas | None:
+        case = self.session.case
+        return CaseCanvas(self.viewer, case) if case is not None else None
+
+    # -- lifecycle --------------------------------------------------------------------------
+    def _connections(self) -> list[tuple[Any, Any]]:
+        s = self.session
+        return [(s.case_changed, self._on_case), (s.selection_changed, self._on_selection),
+                (s.image_changed, self._on_image), (s.display_changed, self._on_display),
+                (s.window_changed, self._on_window), (s.stats_changed, self._on_stats)]
+
+    def attach(self) -> None:
+        if self.attached:
+            return
+        for signal, slot in self._connections():
+            signal.connect(slot)
+        self.viewer.layers.events.inserted.connect(self._on_inserted)
+        self.viewer.dims.events.order.connect(self._on_order)
+        self.viewer.mouse_drag_callbacks.append(self._on_mouse)
+        self.attached = True
+
+    def detach(self) -> None:
+        if not self.attached:
+            return
+        for signal, slot in self._connections():
+            signal.disconnect(slot)
+        self.viewer.layers.events.inserted.disconnect(self._on_inserted)
+        self.viewer.dims.events.order.disconnect(self._on_order)
+        if self._on_mouse in self.viewer.mouse_drag_callbacks:
+            self.viewer.mouse_drag_callbacks.remove(self._on_mouse)
+        self.attached = False
+
+    # -- session -> viewer ------------------------------------------------------------------
+    def display_state(self) -> DisplayState:
+        s = self.session
+        return DisplayState(frozenset(s.selected_annotations()), s.image,
+                            s.mask_mode == "selected", 1 if s.contours else 0)
+
+    def apply_display(self) -> None:
+        if self.canvas is not None:
+            self.canvas.apply_display(self.display_state())
+
+    def adopt(self, layer: Any) -> None:
+        """A layer of the open case: read-only if it is an annotation, shown as asked."""
+        meta = grounding_meta(layer)
+        if meta is None or meta["case"] is not self.session.case:
+            return
+        if meta["role"] != "image" and not meta.get("read_only"):
+            make_read_only(layer)
+            meta["read_only"] = True
+        elif meta["role"] == "image" and self.session.case.images[meta["image"]].kind == "ct":
+            layer.events.contrast_limits.connect(self._on_contrast)
+            if self.session.window is not None:
+                self._apply_window(self.session.window)
+        self.canvas.apply_to(layer, meta, self.display_state())
+
+    def _on_inserted(self, event: Any) -> None:
+        self.adopt(event.value)
+
+    def keep_picture_active(self) -> None:
+        """Keys and clicks go to the picture shown: one of the case's layers made active
+        (napari activates each layer it adds) gives way to the shown image."""
+        active = self.viewer.layers.selection.active
+        meta = grounding_meta(active) if active is not None else None
+        if meta is None or self.canvas is None:
+            return
+        images = [la for la, m in self.canvas.layers("image")
+                  if self.session.image in (None, m["image"])]
+        if images and active is not images[0]:
+            self.viewer.layers.selection.active = images[0]
+
+    def _on_case(self, case: Case | None) -> None:
+        self._pending = None
+        if case is None:
+            return
+        for layer, _ in self.canvas.layers():
+            self.adopt(layer)
+        self.keep_picture_active()
+
+    def _on_selection(self, ids: tuple[str, ...], navigate: bool) -> None:
+        self.apply_display()
+        self.keep_picture_active()
+        if navigate and ids:
+            self.go_to(ids[0])
+
+    def _on_image(self, image_id: str | None) -> None:
+        self.apply_display()
+        self.keep_picture_active()
+        if image_id is not None and self.canvas is not None:
+            self.canvas.fit_image(image_id)
+
+    def _on_display(self, _mode: str, _contours: bool) -> None:
+        self.apply_display()
+
+    def _on_window(self, name: str | None) -> None:
+        if name is not None:
+            self._apply_window(name)
+
+    def _apply_window(self, name: str) -> None:
+        self._moving = True
+        try:
+            self.canvas.set_window(name)
+        finally:
+            self._moving = False
+
+    def _on_stats(self, _stats: Any) -> None:
+        if self._pending is not None:
+            self.go_to(self._pending)
+
+    def go_to(self, item_id: str) -> None:
+        """Move to the item: its image, the slice through its centre, framed."""
+        s = self.session
+        if s.case is None:
+            return
+        if s.stats is None:
+            self._pending = item_id
+            return
+        self._pending = None
+        target = item_target(s.case, s.case.item(item_id), s.stats)
+        if target is None:
+            return
+        if s.image is not None and s.image != target.image:
+            s.show_image(target.image)
+        self._moving = True
+        try:
+            self.canvas.go_to(target, s.plane)
+        finally:
+            self._moving = False
+
+    # -- viewer -> session ------------------------------------------------------------------
+    def _on_order(self, _event: Any = None) -> None:
+        """A plane the user picked (transpose, roll) is kept for the next items; napari's own
+        reorder when the number of dimensions changes is not a choice."""
+        order = tuple(self.viewer.dims.order)
+        previous, self._order = self._order, order
+        if not self._moving and len(order) == 3 and len(previous) == 3 and order != previous:
+            self.session.set_plane(plane_of(order))
+
+    def _on_contrast(self, event: Any) -> None:
+        window = self.session.window
+        if self._moving or window is None:
+            return
+        limits = tuple(float(v) for v in event.source.contrast_limits)
+        if limits != window_limits(window):
+            self.session.set_window(None)  # the user's own limits: no preset is active
+
+    def _on_mouse(self, viewer: Any, event: Any):
+        if event.button != 1 or viewer.dims.ndisplay != 2:
+            return
+        dragged = False
+        yield
+        while event.type == "mouse_move":
+            dragged = True
+            yield
+        if not dragged and self.canvas is not None:
+            hits = self.canvas.items_at(event.position, self.session.image, self.session.stats)
+            if hits:
+                self.session.select(hits, navigate=False)
