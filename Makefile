@@ -8,6 +8,7 @@ SAMPLE := sample_data/ct-phantom
 XVFB   := xvfb-run -a -s "-screen 0 1280x1024x24"
 # the dev venv has PyQt6 and PyQt5 (for the second widget-test run); qtpy would pick PyQt5
 export QT_API ?= pyqt6
+export PYTEST_QT_API ?= $(QT_API)
 
 .PHONY: run test sample screenshot bench clean
 
@@ -31,7 +32,7 @@ run: $(VENV)/.installed sample
 test: $(VENV)/.installed
 	bash scripts/install-system-deps.sh
 	$(XVFB) $(BIN)/python -m pytest $(PYTEST_ARGS)
-	QT_API=pyqt5 $(XVFB) $(BIN)/python -m pytest -m gui -p no:cacheprovider $(PYTEST_ARGS)
+	QT_API=pyqt5 PYTEST_QT_API=pyqt5 $(XVFB) $(BIN)/python -m pytest -m gui -p no:cacheprovider $(PYTEST_ARGS)
 
 screenshot: $(VENV)/.installed
 	bash scripts/install-system-deps.sh
