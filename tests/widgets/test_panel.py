@@ -195,7 +195,7 @@ def test_dataset_json_opens_without_naming_the_plugin(make_napari_viewer, sample
     viewer = make_napari_viewer()
     viewer.open(str(sample_root / "dataset.json"), plugin=None)  # as `napari PATH` does
     assert len(viewer.layers) == 4
-    assert dock_panel(viewer).case.key == f"rexgroundingct/{CASE}"
+    assert dock_panel(viewer).case.dataset == "rexgroundingct"
 
 
 def test_reader_bad_input_is_a_notification(make_napari_viewer, tmp_path):
