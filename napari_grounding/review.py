@@ -8,6 +8,7 @@ or a power cut. Reading keeps the latest line per key (file order); a line that 
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
@@ -85,6 +86,8 @@ def read_log(path: str | Path) -> tuple[list[Decision], list[str]]:
     A missing file is an empty log; a file that cannot be read raises GroundingError.
     """
     path = Path(path)
+    if path.exists() and not path.is_file():  # a folder, or a device or pipe that never ends
+        raise GroundingError(f"{path}: cannot read review log (not a file)")
     try:
         data = path.read_bytes()
     except FileNotFoundError:
@@ -171,25 +174,31 @@ class ReviewLog:
             raise GroundingError("a decision needs a key")
         decision = Decision(key, verdict, comment, self.reviewer, utc_now())
         fd = self._open()
-        _write_all(fd, decision.to_line())
-        os.fsync(fd)
+        try:
+            _write_all(fd, decision.to_line())
+            os.fsync(fd)
+        except OSError as err:  # disk full, removed drive: not saved, and the caller must say so
+            self.close()  # reopening checks for a torn end again
+            raise GroundingError(f"{self.path}: decision not saved ({err.strerror or err})") from None
         self._latest[key] = decision
         return decision
 
     def _open(self) -> int:
         if self._fd is not None:
             return self._fd
+        new_folders = [f for f in (self.path.parent, *self.path.parent.parents) if not f.exists()]
+        created = not self.path.exists()
+        flags = os.O_RDWR | os.O_APPEND | os.O_CREAT | getattr(os, "O_BINARY", 0)  # no \r\n on Windows
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            created = not self.path.exists()
-            flags = os.O_RDWR | os.O_APPEND | os.O_CREAT | getattr(os, "O_BINARY", 0)  # no \r\n on Windows
             fd = os.open(self.path, flags, 0o644)
+            if not created and _ends_mid_line(fd):  # after a torn write, start a fresh line
+                _write_all(fd, b"\n")
         except OSError as err:
             raise GroundingError(f"{self.path}: cannot write review log ({err.strerror or err})") from None
-        if created:  # the new file's name must survive a power cut too
-            _fsync_dir(self.path.parent)
-        elif _ends_mid_line(fd):  # after a torn write, start a fresh line
-            _write_all(fd, b"\n")
+        # new names (the file, folders made for it) must survive a power cut too
+        for folder in {f.parent for f in new_folders} | ({self.path.parent} if created else set()):
+            _fsync_dir(folder)
         self._fd = fd
         return fd
 
@@ -315,11 +324,16 @@ def remember_reviewer(name: str) -> None:
     """Keep the reviewer name for next time (written atomically: never a half-written file)."""
     path = settings_path()
     settings = {**_settings(), "reviewer": name.strip()}
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as file:
-        json.dump(settings, file, indent=2)
-        file.flush()
-        os.fsync(file.fileno())
-    os.replace(tmp, path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "w", encoding="utf-8") as file:
+            json.dump(settings, file, indent=2)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(tmp, path)
+    except OSError as err:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise GroundingError(f"{path}: cannot save settings ({err.strerror or err})") from None
     _fsync_dir(path.parent)

@@ -144,6 +144,19 @@ def test_unreadable_log_is_one_line_error(tmp_path):
     with pytest.raises(GroundingError, match="cannot read review log"):
         ReviewLog(tmp_path / "dir.jsonl", "ada")
     assert ReviewLog(tmp_path / "new.jsonl", "ada").decisions() == {}
+    (tmp_path / "link.jsonl").symlink_to(tmp_path / "gone" / "r.jsonl")  # reads as empty
+    log = ReviewLog(tmp_path / "link.jsonl", "ada")
+    with pytest.raises(GroundingError, match="cannot write review log"):
+        log.record(KEYS[0], "accept")
+    assert log.decisions() == {}  # not shown as saved
+
+
+def test_settings_that_cannot_be_written_are_one_line_error(tmp_path, monkeypatch):
+    (tmp_path / "config-file").write_text("in the way")
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config-file"))
+    with pytest.raises(GroundingError, match="cannot save settings"):
+        remember_reviewer("ada")
+    assert remembered_reviewer() is None
 
 
 # The child skips the package's __init__ (readers, pandas, dask: 2 s a start) and imports
