@@ -249,7 +249,7 @@ def test_case_switcher(make_napari_viewer, qtbot, sample_copy):
     assert panel.case.id == "train_2_a_1"
     assert panel.tree.topLevelItem(0).text(0) == "Only the nodule."
     assert [grounding_meta(la)["case_key"] for la in viewer.layers] == [
-        "rexgroundingct/train_2_a_1"]  # its CT; its mask file is missing
+        "ct-rate/train_2_a_1"]  # its CT; its mask file is missing
     assert any("mask file not found" in p for p in panel.case.problems)
 
 
