@@ -70,7 +70,9 @@ class ChestCTDataset:
             raise GroundingError(
                 f"{self.root}: no case {name!r} among its {len(self.case_ids())} cases "
                 f"(list them with: napari-grounding cases {self.root})")
-        case = Case(dataset=rexgroundingct.DATASET if record else ctrate.DATASET, id=name)
+        # one key space for both: the same scan reached from either root joins its verdicts
+        case = Case(dataset=rexgroundingct.DATASET if record else ctrate.DATASET, id=name,
+                    key_space=ctrate.DATASET)
         ct, cached_masks = self._open_ct(name, volume, record, case) if volume else (None, {})
         if ct is not None:
             case.images[ct.id] = ct

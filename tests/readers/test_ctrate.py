@@ -106,7 +106,7 @@ def test_find_volume_layouts(tmp_path, sample_root):
 
 def test_single_file_in_tree_opens_its_dataset_case(sample_root):
     case = open_case(ct_path(sample_root))
-    assert case.key == f"rexgroundingct/{CASE}" and len(case.annotations) == 3
+    assert case.dataset == "rexgroundingct" and len(case.annotations) == 3
     mask_case = open_case(sample_root / "segmentations" / f"{CASE}.nii.gz")
     assert mask_case.key == case.key and "ct" in mask_case.images
 

@@ -71,7 +71,7 @@ def test_real_test_split_record_opens_text_only(tmp_path, shared_data, real_reco
 
 def test_sample_case_findings_and_masks(sample_root, phantom):
     case = open_case(sample_root)
-    assert case.key == f"rexgroundingct/{CASE}"
+    assert (case.dataset, case.key) == ("rexgroundingct", f"ct-rate/{CASE}")  # one key space
     findings = [i for i in case.items if i.id.startswith("finding/")]
     assert [(i.text, i.tags["category"]) for i in findings] == list(FINDINGS)
     assert findings[2].tags["extent"] == "non-focal"
