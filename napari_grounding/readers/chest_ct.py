@@ -16,6 +16,8 @@ from .ctrate import CTRateTables, VolumeName, find_volume, is_fixed
 from .nifti import Rescale, open_volume
 from .rexgroundingct import Record, case_name, load_records
 
+PLAIN_CACHE_NOTE = "not written for a plain NIfTI (napari-grounding convert writes one)"
+
 
 def _is_ctrate_root(path: Path) -> bool:
     base = path / "dataset" if (path / "dataset").is_dir() else path
@@ -89,17 +91,24 @@ class ChestCTDataset:
     def _open_ct(self, name: str, volume: Path, record: Record | None,
                  case: Case) -> tuple[Image, dict]:
         """The CT (from its OME-Zarr cache when a current one exists) and any cached masks."""
-        rescale = spacing = None
+        rescale = spacing = direction = None
         if is_fixed(volume):
             rescale = Rescale(source="already HU (CT-RATE *_fixed volume)")
         else:
             if self.tables is not None:
                 rescale, spacing = self.tables.raw_geometry(name)
+                direction = self.tables.raw_direction(name)
             if rescale is None:
                 case.problems.append(
                     f"{volume}: not a *_fixed volume and no metadata row for it: "
                     "values and spacing shown as stored")
-        ct = open_volume(volume, rescale=rescale, spacing=spacing)
+            elif direction is None:
+                case.problems.append(
+                    f"{volume}: not a *_fixed volume and no ImageOrientationPatient in its "
+                    "metadata row: orientation shown as the header says (left and right may swap)")
+        ct = open_volume(volume, rescale=rescale, spacing=spacing, direction=direction)
+        if direction is not None:
+            ct.meta["orientation_from"] = "CT-RATE metadata ImageOrientationPatient"
         if record is not None and record.shape and record.shape != ct.orientation.source_shape:
             case.problems.append(
                 f"{volume}: CT shape {ct.orientation.source_shape} differs from dataset.json's "
@@ -178,6 +187,8 @@ class SingleVolume:
             in_segmentations = self.path.parent.name == "segmentations"
             return self.parent.open_case(self.case_id, None if in_segmentations else self.path)
         case = Case(dataset="nifti", id=self.case_id)
-        ct = open_volume(self.path)
+        ct = open_volume(self.path, plain=True)
+        # a file of no known dataset: the viewer writes no cache of it (convert still does)
+        ct.meta["cache"] = PLAIN_CACHE_NOTE
         case.images[ct.id] = ct
         return case
