@@ -39,6 +39,12 @@ def _is_ctrate_root(path: Path) -> bool:
 class ChestCTDataset:
     """A ReXGroundingCT root, a CT-RATE root, or one that is both."""
 
+    # (tag, shown as a badge, offered as a filter): case tags masks, split, kernel,
+    # series_description, labels (the weak-label note); finding tag entities_max_masked
+    tag_schema = (("masks", True, False), ("split", True, True), ("kernel", True, True),
+                  ("series_description", False, True), ("labels", False, False),
+                  ("entities_max_masked", False, False))
+
     def __init__(self, root: Path, images: Path | None = None):
         json_path = records_file(root) if root.is_dir() else root  # a records file named directly
         if root.is_file():

@@ -63,6 +63,8 @@ class CheXmaskDataset:
     """One CheXmask CSV; ``compare`` is a second annotation set of the same form."""
 
     name = DATASET
+    # (tag, shown as a badge, offered as a filter): the source and that masks are a model's
+    tag_schema = (("source", True, True), ("annotations", True, False), ("quality", True, True))
 
     def __init__(self, path: Path, images: Path | None = None, compare: Path | None = None,
                  index_dir: Path | None = None):

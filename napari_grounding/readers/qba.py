@@ -31,11 +31,14 @@ KINDS = {"qa": ".qa.json", "scene_graph": ".scene_graph.json"}
 FOLDERS = ("qa", "scene_data", "scene_graph")
 ZIPS = ("qa.zip", "scene_data.zip", "scene_graph.zip")
 FRONTAL_VIEWS = ("PA", "AP", "AP AXIAL", "PA LLD", "AP LLD", "AP RLD", "PA RLD")
-# Tags this reader puts on items: (name, shown as a badge, offered as a filter).
+# Tags this reader adds beyond the JSON's own: (name, shown as a badge, offered as a filter).
+# Items: grades, origin and what an answer or observation names; ``links`` holds item ids.
+# Case: ``split``, ``study_quality``, ``subset``. Images carry their ``view`` in ``meta``.
 TAG_SCHEMA = (
     ("quality", True, True), ("answers_from", True, True), ("origin", True, True),
     ("localization_quality", False, True), ("entities", False, True), ("modifiers", False, True),
-    ("changes", False, True), ("view", True, True), ("split", False, True), ("links", False, False),
+    ("changes", False, True), ("categories", False, True), ("links", False, False),
+    ("split", True, True), ("study_quality", True, False), ("subset", True, False),
 )
 _MEMBER = re.compile(r"^(?:[\w.-]+/)*?(p\d{2})/(p\d+)/(s\d+)(\.qa\.json|\.scene_graph\.json)$")
 
@@ -53,7 +56,6 @@ class QBADataset:
     """The studies under one QBA root (or one study's JSON file)."""
 
     name = DATASET
-
     tag_schema = TAG_SCHEMA
 
     def __init__(self, path: Path, images: Path | None = None):

@@ -260,3 +260,17 @@ def test_describe_schema_for_questions(loose, capsys):
     (box,) = question["children"][0]["annotations"]
     assert box["xyxy"] == [900.0, 300.0, 1024.0, 420.0] and box["clipped"]
     assert box["given"] == [900.0, 300.0, 1100.0, 420.0]
+
+
+def test_string_answer_ids_join_integer_metadata_keys(loose):
+    qa_file = loose / "qa" / QA_MEMBER
+    document = json.loads(qa_file.read_text())
+    for question in document["questions"]:
+        for answer in question["answers"]:
+            answer["answer_id"] = str(answer["answer_id"])  # "1" in the JSON, 1 in the tables
+    qa_file.write_text(json.dumps(document))
+    write_qba_metadata(loose, suffixes=(".parquet",))
+    case = open_case(loose)
+    assert case.item("answer/q0002/1").tags["quality"] == "C"
+    assert case.item("answer/q0001/3").tags["quality"] == "A"
+    assert len(case.item("answer/q0001/3").annotations) == 2
