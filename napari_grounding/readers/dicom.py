@@ -100,7 +100,8 @@ def _uses_lut(ds: Any) -> bool:
 def _decode(path: str, counter: ReadCounter) -> np.ndarray:
     try:
         pixels = _decode_cached(path, os.stat(path).st_mtime_ns)
-    except (OSError, InvalidDicomError, AttributeError, ValueError, RuntimeError) as err:
+    except (OSError, InvalidDicomError, AttributeError, ValueError, RuntimeError,
+            NotImplementedError) as err:  # no decoder for its transfer syntax, bad data
         raise GroundingError(f"{path}: cannot decode the DICOM pixels ({err})") from None
     counter.add(pixels.nbytes)
     return pixels

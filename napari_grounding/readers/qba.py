@@ -148,6 +148,8 @@ class QBADataset:
         if self.root.parent.name == "exports":
             case.tags["subset"] = self.root.name
         metadata = self.metadata.for_study(case_id)
+        if self.metadata:
+            case.tags["metadata"] = self.metadata.form
         case.tags.update(metadata.study)
         builder = StudyBuilder(case, metadata)
         if qa is not None:

@@ -191,6 +191,15 @@ class QBAMetadata:
     def __bool__(self) -> bool:
         return any(self.tables.values())
 
+    @property
+    def form(self) -> str:
+        """Which files are read, for the case's ``metadata`` tag."""
+        kinds = sorted({"".join(t.path.suffixes[-2:]) if t.path.name.endswith(".csv.gz")
+                        else t.path.suffix for t in self.tables.values() if t is not None})
+        note = " (streamed whole for each study: the .parquet is much faster)" \
+            if ".parquet" not in kinds and kinds else ""
+        return " + ".join(kinds) + note
+
     def _rows(self, name: str, study: str) -> pd.DataFrame:
         table = self.tables.get(name)
         return table.rows_of(study) if table is not None else pd.DataFrame()

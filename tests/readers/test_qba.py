@@ -155,6 +155,8 @@ def test_metadata_tags_from_parquet_and_csv(loose):
     dataset = open_dataset(loose)
     assert {t.path.suffix for t in dataset.metadata.tables.values()} == {".parquet"}
     case = dataset.open_case(STUDY)
+    assert case.tags["metadata"] == ".parquet"
+    assert from_csv.tags["metadata"].startswith(".csv.gz (streamed whole")
     for opened in (case, from_csv):
         tags = {i.id: i.tags for i in opened.walk()}
         assert tags["question/q0001"]["quality"] == "A++"
