@@ -8,10 +8,12 @@ import zipfile
 import pandas as pd
 import pytest
 
+from napari_grounding._reader import napari_get_reader
 from napari_grounding.describe import describe_case
 from napari_grounding.filters import filter_choices, kept_items
 from napari_grounding.model import BoxAnnotation, GroundingError
 from napari_grounding.readers import open_case, open_dataset
+from napari_grounding.readers.qba_metadata import QualityMappings
 from napari_grounding.sample_qba import (
     FRONTAL,
     LATERAL,
@@ -222,6 +224,22 @@ def test_export_subset_layout(tmp_path, open_at):
     case = dataset.open_case(STUDY)
     assert case.tags["subset"] == "A_frontal"
     assert case.item("scene_graph") and case.item("question/q0001").tags["quality"] == "A++"
+    assert napari_get_reader(str(root if open_at == "root" else subset / "scene_graph.zip"))
+
+
+@pytest.mark.parametrize("text, column, raw, name", [
+    ("field,code,name\nquality.rating,6,A++\nlocalization_quality,6,BBOX\n",
+     "question.quality.rating", 6.0, "A++"),
+    ("field,code,name\nquality.rating,6,A++\nlocalization_quality,6,BBOX\n",
+     "answer_img.quality.localization_quality", "6", "BBOX"),
+    ("code,name\n6,A++\n", "answer.quality.rating", 6, "A++"),
+    ("code,name\n6,A++\n", "question.num_answers", 6, "6"),  # not a quality field: not decoded
+    ("field,code,name\nquality.rating,6,A++\n", "question.quality.rating", 7, "7"),
+])
+def test_quality_mappings_decode_by_field(tmp_path, text, column, raw, name):
+    path = tmp_path / "quality_mappings.csv"
+    path.write_text(text)
+    assert QualityMappings(path).decode(column, raw) == name
 
 
 def test_scene_graph_links_sentences_and_observations(loose):
