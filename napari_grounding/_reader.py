@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from .layers import LayerData, case_layers
@@ -19,7 +20,21 @@ def napari_get_reader(path: str | list[str]) -> Callable[[Any], list[LayerData]]
         if len(path) != 1:
             return None
         path = path[0]
+    if str(path).endswith((".nii", ".nii.gz")) and not _volume_we_show(Path(path)):
+        return None  # 2-D, 4-D (fMRI, DWI): napari offers another reader
     return read_case if can_read(path) else None
+
+
+def _volume_we_show(path: Path) -> bool:
+    """A 3-D NIfTI, or a ReXGroundingCT mask (4-D, in ``segmentations/``); header only."""
+    import nibabel as nib
+    from nibabel.filebasedimages import ImageFileError
+
+    try:
+        ndim = len(nib.load(str(path)).shape)
+    except (OSError, EOFError, ValueError, ImageFileError):  # not ours: a sniff never raises
+        return False
+    return ndim == 3 or (ndim == 4 and path.parent.name == "segmentations")
 
 
 def read_case(path: str | list[str]) -> list[LayerData]:

@@ -40,6 +40,8 @@ def _parser() -> argparse.ArgumentParser:
 
     view = verb("view", "open napari with the plugin on a case")
     view.add_argument("--item", metavar="ID", help="text item to select, e.g. finding/0")
+    view.add_argument("--log", metavar="FILE", help="review log to read and append to "
+                      "(default: beside the data, see README 'Reviewing')")
     verb("cases", "list the cases of a dataset, one per line", with_case=False)
     describe = verb("describe", "print a case: its images, text items and annotations")
     describe.add_argument("--json", action="store_true", help="print JSON (the documented schema)")
@@ -55,7 +57,20 @@ def _parser() -> argparse.ArgumentParser:
     sample = verbs.add_parser("sample", help="write the generated sample cases into a folder: "
                               "ct-phantom/, cxr-phantom/ (CheXmask), rexgradient-phantom/")
     sample.add_argument("path", help="folder to write")
+    _review_verbs(verbs)
     return parser
+
+
+def _review_verbs(verbs: Any) -> None:
+    export = verbs.add_parser("review-export", help="write review logs as one CSV row per key and "
+                              "reviewer (the latest decision)", description="write review logs as CSV")
+    export.add_argument("logs", nargs="+", metavar="LOG", help="review log (JSON Lines)")
+    export.add_argument("--out", required=True, metavar="FILE.csv", help="CSV file to write")
+    agree = verbs.add_parser("agreement", help="agreement and Cohen's kappa of two reviewers",
+                             description="agreement and Cohen's kappa of two reviewers")
+    agree.add_argument("log_a", metavar="LOG_A", help="the first reviewer's log")
+    agree.add_argument("log_b", metavar="LOG_B", help="the second reviewer's log")
+    agree.add_argument("--json", action="store_true", help="print JSON")
 
 
 def _warn(case: Case) -> None:
@@ -116,7 +131,7 @@ def _view(args: argparse.Namespace) -> None:
 
     from .widgets.launch import show_case
 
-    viewer = napari.Viewer(title=f"napari-grounding: {case.key}")
+    viewer = napari.Viewer(title=f"napari-grounding: {case.dataset}/{case.id}")  # as opened
     show_case(viewer, case, item=args.item, dataset=dataset)
     napari.run()
 
@@ -160,8 +175,63 @@ def _job(args: argparse.Namespace) -> None:
     print(f"{batch.write_gallery(entries, out)} snapshots -> {out / 'index.html'}")
 
 
+def _read_logs(paths: Sequence[str]) -> list[list]:
+    """Each log's decisions in file order; skipped lines are warnings, a missing log an error."""
+    from pathlib import Path
+
+    from .review import read_log
+
+    logs = []
+    for path in paths:
+        if not Path(path).is_file():
+            raise GroundingError(f"{path}: no such review log")
+        decisions, problems = read_log(path)
+        for problem in problems:
+            print(f"{PROG}: warning: {problem}", file=sys.stderr)
+        logs.append(decisions)
+    return logs
+
+
+def _review_export(args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    from .review import latest_per_reviewer, write_export
+
+    rows = latest_per_reviewer(_read_logs(args.logs))
+    out = Path(args.out)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        count = write_export(rows, out)
+    except OSError as err:
+        raise GroundingError(f"{out}: cannot write ({err.strerror or err})") from None
+    print(f"{count} decisions -> {out}")
+
+
+def _agreement(args: argparse.Namespace) -> None:
+    from .agreement import agreement, by_dataset
+    from .review import latest
+
+    log_a, log_b = (latest(d) for d in _read_logs([args.log_a, args.log_b]))
+    a = {k: d.verdict for k, d in log_a.items()}
+    b = {k: d.verdict for k, d in log_b.items()}
+    overall, split = agreement(a, b), by_dataset(a, b)
+    if args.json:  # no shared key: items 0, agreement and kappa null
+        print(json.dumps({**overall.as_dict(), "by_dataset": {d: s.as_dict() for d, s in split.items()}},
+                         indent=2))
+        return
+    if not overall.items:
+        raise GroundingError(f"no key decided in both logs ({len(a)} keys in {args.log_a}, "
+                             f"{len(b)} in {args.log_b})")
+    print(f"shared keys: {overall.items} (only in {args.log_a}: {len(a.keys() - b.keys())}, "
+          f"only in {args.log_b}: {len(b.keys() - a.keys())})")
+    print(f"agreement: {overall.agreement:.3f}  kappa: {overall.kappa:.3f}")
+    for name, s in split.items():
+        print(f"  {name}: {s.items} keys, agreement {s.agreement:.3f}, kappa {s.kappa:.3f}")
+
+
 VERBS = {"view": _view, "cases": _cases, "describe": _describe, "sample": _sample,
-         "convert": _job, "qc": _job, "snapshot": _job}
+         "convert": _job, "qc": _job, "snapshot": _job,
+         "review-export": _review_export, "agreement": _agreement}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

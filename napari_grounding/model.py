@@ -221,16 +221,22 @@ class Case:
     annotations: dict[str, Annotation] = field(default_factory=dict)
     tags: dict[str, str] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
+    # the first part of every key, when several readers reach the same cases (a CT-RATE scan
+    # opened from a ReXGroundingCT root or from its CT-RATE root): empty means ``dataset``
+    key_space: str = ""
     # derived numbers (mask statistics, ...) computed once per opening
     cache: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def key(self) -> str:
-        """Stable across openings: review verdicts and predictions join on it."""
-        return f"{self.dataset}/{self.id}"
+        """Stable across openings and folders: review verdicts and predictions join on it."""
+        return f"{self.key_space or self.dataset}/{self.id}"
 
     def item_key(self, item: TextItem) -> str:
         return f"{self.key}/{item.id}"
+
+    def annotation_key(self, annotation_id: str) -> str:
+        return f"{self.key}/{annotation_id}"
 
     def walk(self) -> Iterator[TextItem]:
         """Every text item, depth first, in reading order."""

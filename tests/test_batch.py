@@ -95,7 +95,7 @@ def test_qc_finds_each_planted_cxr_defect(tmp_path):
 def test_qc_finds_boxes_outside_and_nothing_in_clean_data(tmp_path, sample_root):
     qba = write_qba_sample(tmp_path / "qba")
     rows = qc_rows(qba, qba / "mimic-cxr-jpg")
-    assert [(r["check"], r["item"]) for r in rows] == [("boxes_outside", "answer/a0005")]
+    assert [(r["check"], r["item"]) for r in rows] == [("boxes_outside", "answer/q0003/1")]
     assert qc_rows(sample_root, None) == []
     csv_path = write_chexmask_sample(tmp_path / "clean")
     with csv_path.open() as f:
@@ -152,6 +152,7 @@ def test_snapshots_on_the_cluster(tmp_path, cluster, capsys):
     assert main(["snapshot", str(qba), "--images", str(qba / "mimic-cxr-jpg"),
                  "--out", str(tmp_path / "snap"), "--scheduler", cluster]) == 0
     pictures = sorted((tmp_path / "snap" / "s50414267").glob("*.png"))
-    assert len(pictures) == 8  # every answer, observation and region with boxes
+    # every answer, observation, region, report sentence and indication answer with boxes
+    assert len(pictures) == 10
     gallery = (tmp_path / "snap" / "index.html").read_text()
-    assert gallery.count("<figure>") == 8 and "8 snapshots" in capsys.readouterr().out
+    assert gallery.count("<figure>") == 10 and "10 snapshots" in capsys.readouterr().out

@@ -7,6 +7,7 @@ reports, labels and metadata. Whatever of the two is present is shown.
 
 from __future__ import annotations
 
+from functools import cached_property
 from pathlib import Path
 
 from ..model import Case, GroundingError, Image, MaskAnnotation
@@ -14,7 +15,19 @@ from ..store import find_cache, open_cache
 from . import ctrate, rexgroundingct
 from .ctrate import CTRateTables, VolumeName, find_volume, is_fixed
 from .nifti import Rescale, open_volume
-from .rexgroundingct import Record, case_name, load_records
+from .report import section_items
+from .rexgroundingct import (
+    REPORTS_FILE,
+    TRAIN_MASK_NOTE,
+    Record,
+    case_name,
+    load_records,
+    load_reports,
+    looks_like_records,
+    records_file,
+)
+
+PLAIN_CACHE_NOTE = "not written for a plain NIfTI (napari-grounding convert writes one)"
 
 
 def _is_ctrate_root(path: Path) -> bool:
@@ -26,20 +39,37 @@ def _is_ctrate_root(path: Path) -> bool:
 class ChestCTDataset:
     """A ReXGroundingCT root, a CT-RATE root, or one that is both."""
 
+    # (tag, shown as a badge, offered as a filter): case tags masks, split, kernel,
+    # series_description, labels (the weak-label note); finding tag entities_max_masked
+    tag_schema = (("masks", True, False), ("split", True, True), ("kernel", True, True),
+                  ("series_description", False, True), ("labels", False, False),
+                  ("entities_max_masked", False, False))
+
     def __init__(self, root: Path, images: Path | None = None):
-        if root.is_file():  # dataset.json named directly
+        json_path = records_file(root) if root.is_dir() else root  # a records file named directly
+        if root.is_file():
             root = root.parent
+            if json_path.name == REPORTS_FILE:
+                json_path = records_file(root)
         self.root = root
-        json_path = root / "dataset.json"
-        self.records: dict[str, Record] = load_records(json_path) if json_path.is_file() else {}
+        self.records_path = json_path
+        self.records: dict[str, Record] = load_records(json_path) if json_path else {}
         self.search_roots = [p for p in (images, root) if p is not None]
         self.tables = CTRateTables.find(self.search_roots)
 
     @staticmethod
     def matches(path: Path) -> bool:
         if path.is_file():
-            return path.name == "dataset.json"
-        return (path / "dataset.json").is_file() or _is_ctrate_root(path)
+            if path.name == REPORTS_FILE:
+                return records_file(path.parent) is not None
+            return path.suffix == ".json" and looks_like_records(path)
+        return records_file(path) is not None or _is_ctrate_root(path)
+
+    @cached_property
+    def reports(self) -> dict[str, list[tuple[str, str, str]]]:
+        """Full reports from ``reports_dataset.json`` beside the records, when shipped."""
+        path = self.root / REPORTS_FILE
+        return load_reports(path) if path.is_file() and self.records else {}
 
     @property
     def name(self) -> str:
@@ -70,7 +100,9 @@ class ChestCTDataset:
             raise GroundingError(
                 f"{self.root}: no case {name!r} among its {len(self.case_ids())} cases "
                 f"(list them with: napari-grounding cases {self.root})")
-        case = Case(dataset=rexgroundingct.DATASET if record else ctrate.DATASET, id=name)
+        # one key space for both: the same scan reached from either root joins its verdicts
+        case = Case(dataset=rexgroundingct.DATASET if record else ctrate.DATASET, id=name,
+                    key_space=ctrate.DATASET)
         ct, cached_masks = self._open_ct(name, volume, record, case) if volume else (None, {})
         if ct is not None:
             case.images[ct.id] = ct
@@ -81,25 +113,35 @@ class ChestCTDataset:
                 "(name the CT-RATE folder with --images)")
         if record is not None:
             self._add_findings(record, ct, case, cached_masks)
+        report = self.tables.report_items(name) if in_tables else []
+        if not report and name in self.reports:
+            report = section_items(self.reports[name])
+        case.items.extend(report)
         if in_tables:
-            case.items.extend(self.tables.report_items(name))
             case.tags.update(self.tables.tags(name))
         return case
 
     def _open_ct(self, name: str, volume: Path, record: Record | None,
                  case: Case) -> tuple[Image, dict]:
         """The CT (from its OME-Zarr cache when a current one exists) and any cached masks."""
-        rescale = spacing = None
+        rescale = spacing = direction = None
         if is_fixed(volume):
             rescale = Rescale(source="already HU (CT-RATE *_fixed volume)")
         else:
             if self.tables is not None:
                 rescale, spacing = self.tables.raw_geometry(name)
+                direction = self.tables.raw_direction(name)
             if rescale is None:
                 case.problems.append(
                     f"{volume}: not a *_fixed volume and no metadata row for it: "
                     "values and spacing shown as stored")
-        ct = open_volume(volume, rescale=rescale, spacing=spacing)
+            elif direction is None:
+                case.problems.append(
+                    f"{volume}: not a *_fixed volume and no ImageOrientationPatient in its "
+                    "metadata row: orientation shown as the header says (left and right may swap)")
+        ct = open_volume(volume, rescale=rescale, spacing=spacing, direction=direction)
+        if direction is not None:
+            ct.meta["orientation_from"] = "CT-RATE metadata ImageOrientationPatient"
         if record is not None and record.shape and record.shape != ct.orientation.source_shape:
             case.problems.append(
                 f"{volume}: CT shape {ct.orientation.source_shape} differs from dataset.json's "
@@ -114,6 +156,8 @@ class ChestCTDataset:
         if not record.has_masks:
             case.tags["masks"] = "withheld (test split)"
             return
+        if record.split == "train":
+            case.tags["masks"] = TRAIN_MASK_NOTE
         path = rexgroundingct.mask_path(self.root, record)
         wanted = [f"mask/{i}" for i in range(len(record.findings))]
         if cached_masks and all(m in cached_masks for m in wanted):
@@ -178,6 +222,8 @@ class SingleVolume:
             in_segmentations = self.path.parent.name == "segmentations"
             return self.parent.open_case(self.case_id, None if in_segmentations else self.path)
         case = Case(dataset="nifti", id=self.case_id)
-        ct = open_volume(self.path)
+        ct = open_volume(self.path, plain=True)
+        # a file of no known dataset: the viewer writes no cache of it (convert still does)
+        ct.meta["cache"] = PLAIN_CACHE_NOTE
         case.images[ct.id] = ct
         return case

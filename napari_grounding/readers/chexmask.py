@@ -1,8 +1,10 @@
 """CheXmask: lung and heart masks (RLE) and landmark contours per CXR, with RCA quality.
 
 PATH is one source database's CSV (plain or gzipped; OriginalResolution or 1024 Preprocessed);
-a case is one image, named by its ID. Every column is found by name. Images come from the
-source dataset's folder (``--images``); without one the masks show on a blank canvas.
+a case is one image, named by its ID. Every column is found by name (v1.0.1 names the ID
+column ``Image ID`` in every file: the source is then told by the file name). Images come from
+the source dataset's folder (``--images``; VinDr-CXR's are DICOM); without one the masks show on
+a blank canvas. The masks and landmarks are HybridGNet's output, not manual segmentations.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import pandas as pd
 from ..metrics import dice
 from ..model import Annotation, Case, ContourAnnotation, GroundingError, Image, MaskAnnotation, TextItem
 from .csv_rows import CsvRows
+from .dicom import DICOM_SUFFIXES, open_dicom
 from .image_folder import ImageFolder
 from .rle import STRUCTURES, FormatError, parse_landmarks, rle_decode, rle_extent, split_landmarks
 from .xray import blank_image, open_xray
@@ -25,7 +28,12 @@ from .xray import blank_image, open_xray
 DATASET = "chexmask"
 # ID column -> source database; its images are found by relative path or by file name
 SOURCES = {"dicom_id": "MIMIC-CXR-JPG", "image_id": "VinDr-CXR", "Path": "CheXpert",
-           "Image Index": "ChestX-ray8", "ImageID": "Padchest"}
+           "Image Index": "ChestX-ray8", "ImageID": "Padchest", "Image ID": ""}
+# v1.0.1's shared "Image ID" column: the source database from the file name
+SOURCE_NAMES = (("mimic", "MIMIC-CXR-JPG"), ("vindr", "VinDr-CXR"), ("chexpert", "CheXpert"),
+                ("chestx-ray8", "ChestX-ray8"), ("chestxray8", "ChestX-ray8"),
+                ("chestx-ray14", "ChestX-ray8"), ("padchest", "Padchest"))
+MODEL_SET = "HybridGNet model output"
 STRUCTURE_COLUMNS = {"right_lung": "Right Lung", "left_lung": "Left Lung", "heart": "Heart"}
 STRUCTURE_TITLES = {"right_lung": "Right lung", "left_lung": "Left lung", "heart": "Heart"}
 RCA_THRESHOLD = 0.7
@@ -36,6 +44,11 @@ def _header(path: Path) -> list[str]:
     opener = gzip.open if path.name.endswith(".gz") else open
     with opener(path, "rt", encoding="utf-8-sig", newline="") as f:
         return [h.strip() for h in next(csv.reader(f), [])]
+
+
+def _source_from_name(name: str) -> str:
+    lowered = name.lower()
+    return next((source for key, source in SOURCE_NAMES if key in lowered), "unknown source")
 
 
 def _number(text: str) -> float | None:
@@ -50,12 +63,14 @@ class CheXmaskDataset:
     """One CheXmask CSV; ``compare`` is a second annotation set of the same form."""
 
     name = DATASET
+    # (tag, shown as a badge, offered as a filter): the source and that masks are a model's
+    tag_schema = (("source", True, True), ("annotations", True, False), ("quality", True, True))
 
     def __init__(self, path: Path, images: Path | None = None, compare: Path | None = None,
                  index_dir: Path | None = None):
         self.path = path
         self.rows = CsvRows(path, tuple(SOURCES), index_dir=index_dir)
-        self.source = SOURCES[self.rows.id_column]
+        self.source = SOURCES[self.rows.id_column] or _source_from_name(path.name)
         self.images = ImageFolder(images) if images else None
         self.compare = CsvRows(compare, tuple(SOURCES), index_dir=index_dir) if compare else None
         self.compare_name = compare.name.split(".")[0] if compare else ""
@@ -118,7 +133,7 @@ class CheXmaskDataset:
         image = self._canvas(picture, shape, case)
         case.images[image.id] = image
         if shape is not None:
-            own = self._annotations(row, shape, where, "CheXmask", "", case)
+            own = self._annotations(row, shape, where, MODEL_SET, "", case)
             case.annotations.update({a.id: a for a in own})
         case.items = [TextItem(id=f"structure/{s}", text=STRUCTURE_TITLES[s],
                                tags={"structure": s.replace("_", " ")},
@@ -129,7 +144,7 @@ class CheXmaskDataset:
         return case
 
     def _quality_tags(self, row: dict[str, str]) -> dict[str, str]:
-        tags = {"source": self.source}
+        tags = {"source": self.source, "annotations": f"{MODEL_SET} (automatic, not manual)"}
         mean, best = _number(row.get("Dice RCA (Mean)")), _number(row.get("Dice RCA (Max)"))
         if mean is not None:
             tags["rca_dice_mean"] = f"{mean:.3f}"
@@ -150,6 +165,8 @@ class CheXmaskDataset:
             case.tags["image"] = "not found"
             return None
         case.tags["image"] = str(path)
+        if path.suffix.lower() in DICOM_SUFFIXES:
+            return open_dicom(path)
         return open_xray(path)
 
     def _mask_shape(self, row: dict[str, str], picture: Image | None, where: str,

@@ -2,8 +2,10 @@
 
 Volumes are ``<split>_<patient>_<scan>_<recon>.nii.gz`` under
 ``dataset/<split>_fixed/<split>_<p>/<split>_<p>_<scan>/`` (corrected headers, already HU) or
-the older ``dataset/<split>/...`` tree (raw values; slope, intercept and spacing come from the
-metadata CSV). The CSVs are keyed by ``VolumeName``.
+the older ``dataset/<split>/...`` tree (raw values, no orientation in the header; slope,
+intercept, spacing and ``ImageOrientationPatient`` come from the metadata CSV, as the fixed
+volumes were made from them). The CSVs are keyed by ``VolumeName``. The 18 labels are
+predicted from the reports by a text classifier: weak labels, not read off the images.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from ..model import GroundingError, TextItem
@@ -21,6 +24,7 @@ from .nifti import Rescale
 from .report import present, section_items
 
 DATASET = "ct-rate"
+_NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
 NAME_PATTERN = re.compile(r"^(?P<split>[a-z]+)_(?P<patient>\d+)_(?P<scan>[a-z]+)_(?P<recon>\d+)$")
 ABNORMALITIES = (
     "Medical material", "Arterial wall calcification", "Cardiomegaly", "Pericardial effusion",
@@ -40,8 +44,10 @@ METADATA_TAGS = (
     ("Manufacturer", "scanner"), ("ManufacturerModelName", "scanner_model"),
     ("PatientSex", "sex"), ("PatientAge", "age"), ("StudyDate", "study_date"),
     ("XYSpacing", "xy_spacing_mm"), ("ZSpacing", "z_spacing_mm"),
-    ("NumberofSlices", "slices"),
+    ("NumberofSlices", "slices"), ("ConvolutionKernel", "kernel"),
+    ("SeriesDescription", "series_description"),
 )
+LABEL_NOTE = "predicted from the report text (weak labels)"
 
 
 @dataclass(frozen=True)
@@ -169,6 +175,7 @@ class CTRateTables:
                     tags[tag] = value
         labels = self._row(self.labels, name)
         if labels is not None:
+            tags["labels"] = LABEL_NOTE
             for label in ABNORMALITIES:
                 value = present(labels.get(label))
                 if value is not None:
@@ -192,3 +199,20 @@ class CTRateTables:
         except (KeyError, ValueError, SyntaxError, IndexError):
             spacing = None
         return rescale, spacing
+
+    def raw_direction(self, name: str) -> np.ndarray | None:
+        """LPS direction cosines per array axis of an old volume, from the metadata's
+        ``ImageOrientationPatient`` (row, column; slices along their cross product)."""
+        meta = self._row(self.metadata, name)
+        text = present(meta.get("ImageOrientationPatient")) if meta is not None else None
+        if text is None:
+            return None
+        # "[1, 0, 0, 0, 1, 0]", "['1.0', ...]" or DICOM's "1\\0\\0\\0\\1\\0"
+        values = [float(v) for v in _NUMBER.findall(str(text))]
+        if len(values) != 6:
+            return None
+        row, col = np.array(values[:3]), np.array(values[3:])
+        if not (np.isclose(np.linalg.norm(row), 1, atol=1e-3)
+                and np.isclose(np.linalg.norm(col), 1, atol=1e-3)):
+            return None
+        return np.column_stack([row, col, np.cross(row, col)])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path, PurePosixPath
 
+from .dicom import DICOM_SUFFIXES
 from .xray import IMAGE_SUFFIXES
 
 
@@ -34,7 +35,7 @@ class ImageFolder:
             self._by_name = {}
             for folder, _, files in os.walk(self.root):
                 for file in files:
-                    if file.lower().endswith(IMAGE_SUFFIXES):
+                    if file.lower().endswith(IMAGE_SUFFIXES + DICOM_SUFFIXES):
                         path = Path(folder) / file
                         self._by_name.setdefault(file, path)
                         self._by_name.setdefault(path.stem, path)

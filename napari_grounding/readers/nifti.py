@@ -186,35 +186,80 @@ def with_spacing(affine: np.ndarray, spacing: tuple[float, ...]) -> np.ndarray:
     return out
 
 
+def with_direction(affine: np.ndarray, lps_cosines: np.ndarray) -> np.ndarray:
+    """The affine with its axes along DICOM (LPS) direction cosines, one column per array
+    axis; voxel sizes and origin kept. NIfTI's world is RAS, hence the sign flip of x and y."""
+    out = np.array(affine, dtype=float)
+    norms = np.linalg.norm(out[:3, :3], axis=0)
+    norms[norms == 0] = 1.0
+    out[:3, :3] = np.diag([-1.0, -1.0, 1.0]) @ np.asarray(lps_cosines, dtype=float) * norms
+    return out
+
+
 def open_volume(path: str | os.PathLike, *, image_id: str = "ct", rescale: Rescale | None = None,
-                spacing: tuple[float, float, float] | None = None) -> Image:
+                spacing: tuple[float, float, float] | None = None,
+                direction: np.ndarray | None = None, plain: bool = False) -> Image:
     """A 3D CT as a lazily read, radiologically oriented Image.
 
-    ``rescale`` and ``spacing`` come from side metadata (old CT-RATE volumes); a rescale
-    stored in the NIfTI header itself always wins, so it is never applied twice.
+    ``rescale``, ``spacing`` and ``direction`` (LPS cosines per array axis) come from side
+    metadata (old CT-RATE volumes, whose headers lack them); a rescale stored in the NIfTI
+    header itself always wins, so it is never applied twice. ``plain``: a volume of no known
+    dataset, whose contrast comes from its data unless its values look like HU.
     """
     img = load_header(path)
     if len(img.shape) != 3:
         raise GroundingError(f"{path}: expected a 3D volume, found shape {tuple(img.shape)}")
-    affine = with_spacing(img.affine, spacing) if spacing else np.array(img.affine, dtype=float)
+    affine = np.array(img.affine, dtype=float)
+    if direction is not None:
+        affine = with_direction(affine, direction)
+    if spacing:
+        affine = with_spacing(affine, spacing)
     effective = _effective_rescale(img, rescale)
     orientation = display_orientation(affine, img.shape)
     counter = ReadCounter()
     source = lazy_array(path, img, orientation.source_axes[0], effective, counter)
     axcodes = "".join(str(c) for c in aff2axcodes(affine))
+    data = orientation.to_display(source)
+    limits, contrast = window_limits(CT_DEFAULT_WINDOW), f"CT {CT_DEFAULT_WINDOW} window"
+    if plain:
+        limits, contrast = data_contrast(data)
     return Image(
         id=image_id,
-        data=orientation.to_display(source),
+        data=data,
         orientation=orientation,
         affine=affine,
         kind="ct",
-        contrast_limits=window_limits(CT_DEFAULT_WINDOW),
+        contrast_limits=limits,
         origin=display_origin(affine, orientation),
         source=str(path),
         meta={"orientation": axcodes, "hu": effective.source,
-              "stored_dtype": str(img.get_data_dtype())},
+              "stored_dtype": str(img.get_data_dtype()), "contrast": contrast},
         reads=counter,
     )
+
+
+def looks_like_hu(values: np.ndarray) -> bool:
+    """Whole numbers from about -1024 (air, present around any chest) up to bone and metal."""
+    if values.size == 0 or not np.all(np.isfinite(values)):
+        return False
+    if values.dtype.kind == "f" and not np.all(np.mod(values, 1) == 0):
+        return False
+    low, high = np.percentile(values, [1, 99.5])
+    return bool(values.min() >= -3100 and low <= -800 and high <= 3500)
+
+
+def data_contrast(data: Any) -> tuple[tuple[float, float], str]:
+    """Contrast limits for a volume of no known dataset: the CT window when its values look
+    like HU, else the 0.5 to 99.5 percentiles of three slices (three chunk reads)."""
+    n = data.shape[0]
+    picks = sorted({n // 4, n // 2, (3 * n) // 4})
+    values = np.concatenate([np.asarray(data[i]).ravel() for i in picks])
+    if looks_like_hu(values):
+        return window_limits(CT_DEFAULT_WINDOW), f"CT {CT_DEFAULT_WINDOW} window (values look like HU)"
+    low, high = (float(v) for v in np.percentile(values, [0.5, 99.5])) if values.size else (0.0, 1.0)
+    if high <= low:
+        high = low + 1.0
+    return (low, high), "from the data (0.5-99.5th percentile of three slices; not HU)"
 
 
 def _effective_rescale(img: nib.Nifti1Image, side: Rescale | None) -> Rescale:

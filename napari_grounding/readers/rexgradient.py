@@ -84,7 +84,7 @@ class ReXGradientDataset:
 
     def summary(self, case_id: str) -> str:
         record = self.studies[case_id]
-        views = [str(v) for v in record.get("ImageViewPosition") or []]
+        views = [present(v) or "unknown" for v in record.get("ImageViewPosition") or []]
         return f"{case_id}\t{record['_split']}\t{len(views)} images\t{' '.join(views)}".rstrip()
 
     def open_case(self, case_id: str) -> Case:

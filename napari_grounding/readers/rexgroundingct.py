@@ -2,12 +2,16 @@
 
 A dataset root holds ``dataset.json`` ({"train", "val", "test"} lists of records) and
 ``segmentations/<name>.nii.gz``: one channel per finding (in key order), one label value per
-entity. The CTs themselves come from CT-RATE (see ``ctrate.py``).
+entity. ``MICCAI_challenge_dataset.json`` (validation and test scans) has the same schema, as
+may any JSON chosen explicitly; ``reports_dataset.json`` holds the full reports. Training masks
+hold up to three representative entities per finding (``entity_counts`` may say more); the
+validation and test masks are exhaustive. The CTs themselves come from CT-RATE (``ctrate.py``).
 """
 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +23,13 @@ from .nifti import label_dtype, lazy_array, load_header
 
 DATASET = "rexgroundingct"
 SPLITS = ("train", "val", "test")
+# split names as the files spell them -> ours
+SPLIT_KEYS = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}
+RECORD_FILES = ("dataset.json", "MICCAI_challenge_dataset.json")
+REPORTS_FILE = "reports_dataset.json"
+TRAIN_MAX_ENTITIES = 3
+TRAIN_MASK_NOTE = "up to 3 representative entities per finding (training split)"
+_RECORDS_HEAD = re.compile(r'^\s*\{\s*"(train|val|valid|validation|test)"\s*:\s*\[')
 
 # Category codes from the dataset card: 1x non-focal (diffuse), 2x focal.
 CATEGORY_NAMES = {
@@ -79,14 +90,69 @@ def load_records(path: Path) -> dict[str, Record]:
         ) from None
     except (OSError, UnicodeDecodeError) as err:
         raise GroundingError(f"{path}: cannot read ({err})") from None
-    if not isinstance(raw, dict) or not any(isinstance(raw.get(s), list) for s in SPLITS):
+    if not isinstance(raw, dict) or not any(isinstance(raw.get(s), list) for s in SPLIT_KEYS):
         raise GroundingError(f"{path}: expected an object with 'train', 'val' and 'test' lists")
     records: dict[str, Record] = {}
-    for split in SPLITS:
-        for index, entry in enumerate(raw.get(split) or []):
-            record = _parse_record(entry, f"{path}: {split}[{index}]", split)
+    for key, split in SPLIT_KEYS.items():
+        for index, entry in enumerate(raw.get(key) or []):
+            record = _parse_record(entry, f"{path}: {key}[{index}]", split)
             records[record.name] = record
     return records
+
+
+def looks_like_records(path: Path) -> bool:
+    """A JSON file that starts as a records file does (``{"train": [`` ...); reads 4 KB."""
+    try:
+        with path.open("rb") as f:
+            head = f.read(4096).decode("utf-8", errors="ignore")
+    except OSError:
+        return False
+    return bool(_RECORDS_HEAD.match(head))
+
+
+def records_file(root: Path) -> Path | None:
+    """The records file of a root: ``dataset.json``, else the MICCAI challenge file."""
+    return next((root / n for n in RECORD_FILES if (root / n).is_file()), None)
+
+
+def load_reports(path: Path) -> dict[str, list[tuple[str, str, str]]]:
+    """``reports_dataset.json``: case id -> (key, title, text) per report section.
+
+    Its layout is not documented: records under split keys, a list of records or an object
+    keyed by file name are all read; every text field of a record other than its name is a
+    section (an object of numbered sentences is joined).
+    """
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise GroundingError(f"{path}: cannot read the reports ({err})") from None
+    if isinstance(raw, dict) and any(isinstance(raw.get(k), list) for k in SPLIT_KEYS):
+        entries = [e for k in SPLIT_KEYS for e in raw.get(k) or []]
+    elif isinstance(raw, list):
+        entries = raw
+    elif isinstance(raw, dict):
+        entries = [{"name": k, **(v if isinstance(v, dict) else {"report": v})} for k, v in raw.items()]
+    else:
+        entries = []
+    reports: dict[str, list[tuple[str, str, str]]] = {}
+    for entry in entries:
+        if not isinstance(entry, dict):
+            continue
+        name = entry.get("name") or entry.get("VolumeName")
+        if not isinstance(name, str):
+            continue
+        sections = []
+        for key, value in entry.items():
+            if key in ("name", "VolumeName"):
+                continue
+            if isinstance(value, dict):
+                ordered = sorted(value.items(), key=lambda kv: (len(str(kv[0])), str(kv[0])))
+                value = " ".join(str(v) for _, v in ordered)
+            if isinstance(value, str) and value.strip():
+                slug = re.sub(r"\W+", "_", key.lower()).strip("_").removesuffix("_en")
+                sections.append((slug, slug.replace("_", " ").capitalize(), value))
+        reports[case_name(name)] = sections
+    return reports
 
 
 def _ordered(mapping: Any, where: str, field_name: str) -> list[tuple[int, Any]]:
@@ -142,6 +208,8 @@ def finding_items(record: Record) -> list[TextItem]:
         }
         if record.entity_counts is not None:
             tags["entities"] = str(record.entity_counts[index])
+            if record.split == "train":  # the mask holds a representative few of them
+                tags["entities_max_masked"] = str(TRAIN_MAX_ENTITIES)
         if record.pixels is not None:
             tags["voxels"] = str(record.pixels[index])  # as dataset.json counts them
         links = [f"mask/{index}"] if record.has_masks else []

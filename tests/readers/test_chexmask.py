@@ -244,3 +244,15 @@ def test_compare_only_for_chexmask(tmp_path, sample_root, shared_data):
     shutil.copy(shared_data / "chexmask" / "ChestX-Ray8.csv", tmp_path / "c.csv")
     case = open_case(tmp_path / "c.csv", compare=shared_data / "chexmask" / "ChestX-Ray8.csv")
     assert all(t == "1.000" for i in case.items for k, t in i.tags.items() if k.startswith("dice"))
+
+
+def test_v101_image_id_header_on_a_real_file(shared_data, tmp_path):
+    """v1.0.1's card names the ID column ``Image ID``; the source comes from the file name."""
+    real = shared_data / "chexmask" / "MIMIC-CXR-JPG.csv"
+    renamed = rewrite(real, tmp_path / "MIMIC-CXR-JPG.csv",
+                      lambda header, rows: (["Image ID" if h == "dicom_id" else h for h in header], rows))
+    before, after = open_dataset(real), open_dataset(renamed)
+    assert after.case_ids() == before.case_ids()
+    case = after.open_case(after.case_ids()[0])
+    assert case.tags["source"] == "MIMIC-CXR-JPG"
+    assert {a.set for a in case.annotations.values()} == {"HybridGNet model output"}

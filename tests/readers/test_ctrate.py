@@ -106,7 +106,7 @@ def test_find_volume_layouts(tmp_path, sample_root):
 
 def test_single_file_in_tree_opens_its_dataset_case(sample_root):
     case = open_case(ct_path(sample_root))
-    assert case.key == f"rexgroundingct/{CASE}" and len(case.annotations) == 3
+    assert case.dataset == "rexgroundingct" and len(case.annotations) == 3
     mask_case = open_case(sample_root / "segmentations" / f"{CASE}.nii.gz")
     assert mask_case.key == case.key and "ct" in mask_case.images
 
@@ -120,3 +120,63 @@ def test_plain_nifti_outside_any_dataset(tmp_path, phantom):
 def test_sentence_split():
     assert split_sentences("Heart normal. No effusion.  Lungs 3.5 mm nodule.") == [
         "Heart normal.", "No effusion.", "Lungs 3.5 mm nodule."]
+
+
+def _with_orientation(root, value):
+    """Add CT-RATE's ImageOrientationPatient column to the metadata CSV under ``root``."""
+    path = root / "dataset" / "metadata" / "train_metadata.csv"
+    rows = list(csv.reader(path.open()))
+    rows[0].append("ImageOrientationPatient")
+    rows[1].append(value)
+    with path.open("w", newline="") as f:
+        csv.writer(f).writerows(rows)
+
+
+@pytest.mark.parametrize("orientation", ["[1, 0, 0, 0, 1, 0]", "['-1', '0', '0', '0', '-1', '0']"])
+def test_old_volume_shows_the_same_side_as_its_fixed_copy(tmp_path, orientation):
+    """The old tree's header has no orientation (identity affine): the metadata's
+    ImageOrientationPatient says how the array lies, as the fixed copy's header does."""
+    hu = np.full((40, 36, 12), -1000, dtype=np.int16)
+    hu[4:9, 10:14, 5:7] = 700  # a marker near the start of array axis 0
+    cosines = np.array([float(v) for v in orientation.strip("[]").replace("'", "").split(",")])
+    lps_axes = np.column_stack([cosines[:3], cosines[3:], np.cross(cosines[:3], cosines[3:])])
+    fixed_affine = np.eye(4)
+    fixed_affine[:3, :3] = np.diag([-1.0, -1.0, 1.0]) @ lps_axes @ np.diag([0.75, 0.75, 1.5])
+    fixed_root, old_root = tmp_path / "fixed", tmp_path / "old"
+    save_nifti(ctrate_volume_path(fixed_root, CASE), hu, fixed_affine)
+    save_nifti(ctrate_volume_path(old_root, CASE, fixed=False), (hu + 1024).astype(np.int16),
+               np.eye(4))
+    for root in (fixed_root, old_root):
+        write_ctrate_tables(root, CASE, hu.shape, (0.75, 0.75, 1.5), intercept=-1024)
+        _with_orientation(root, orientation)
+    fixed, old = (open_case(r, CASE).images["ct"] for r in (fixed_root, old_root))
+    assert old.meta["orientation"] == fixed.meta["orientation"]
+    assert old.meta["orientation_from"] == "CT-RATE metadata ImageOrientationPatient"
+    np.testing.assert_array_equal(old.data.compute(), fixed.data.compute())
+    marker = np.argwhere(fixed.data.compute() == 700).mean(axis=0)
+    side = "left" if marker[2] < fixed.data.shape[2] / 2 else "right"
+    assert side == ("left" if cosines[0] > 0 else "right")  # patient right on screen left
+
+
+def test_old_volume_without_orientation_in_metadata_says_so(tmp_path, phantom):
+    raw = (phantom.hu.astype(np.int32) + 1024).astype(np.int16)
+    save_nifti(ctrate_volume_path(tmp_path, CASE, fixed=False), raw, np.eye(4))
+    write_ctrate_tables(tmp_path, CASE, phantom.hu.shape, (0.75, 0.75, 1.5), intercept=-1024)
+    case = open_case(tmp_path, CASE)
+    assert "orientation_from" not in case.images["ct"].meta
+    assert any("no ImageOrientationPatient" in p and "left and right may swap" in p
+               for p in case.problems)
+
+
+def test_weak_label_note_and_kernel_tags(tmp_path, phantom):
+    save_nifti(ctrate_volume_path(tmp_path, CASE), phantom.hu, phantom.affine)
+    write_ctrate_tables(tmp_path, CASE, phantom.hu.shape, (0.75, 0.75, 1.5))
+    path = tmp_path / "dataset" / "metadata" / "train_metadata.csv"
+    rows = list(csv.reader(path.open()))
+    rows[0] += ["ConvolutionKernel", "SeriesDescription"]
+    rows[1] += ["B70f", "Thorax 1.0 B70f"]
+    with path.open("w", newline="") as f:
+        csv.writer(f).writerows(rows)
+    tags = open_case(tmp_path, CASE).tags
+    assert tags["kernel"] == "B70f" and tags["series_description"] == "Thorax 1.0 B70f"
+    assert tags["labels"] == "predicted from the report text (weak labels)"

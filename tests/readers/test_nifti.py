@@ -147,3 +147,42 @@ def test_not_3d_and_missing(tmp_path):
         open_volume(path)
     with pytest.raises(GroundingError, match="file not found"):
         open_volume(tmp_path / "nope.nii.gz")
+
+
+def test_plain_volume_takes_its_contrast_from_the_data(tmp_path):
+    """A brain-MRI-like volume outside any dataset: no lung window, no cache written."""
+    from napari_grounding.readers import open_case
+    from napari_grounding.readers.chest_ct import PLAIN_CACHE_NOTE
+
+    rng = np.random.default_rng(0)
+    data = rng.integers(0, 800, size=(24, 20, 16)).astype(np.uint16)
+    path = save_nifti(tmp_path / "brain.nii.gz", data, np.diag([1.0, 1.0, 1.2, 1.0]))
+    image = open_case(path).images["ct"]
+    low, high = image.contrast_limits
+    assert 0 <= low < 20 and 780 < high <= 800
+    assert image.meta["contrast"].startswith("from the data")
+    assert image.meta["cache"] == PLAIN_CACHE_NOTE
+
+
+def test_plain_ct_gets_the_ct_window(tmp_path, phantom):
+    from napari_grounding.readers import open_case
+    from napari_grounding.windows import CT_DEFAULT_WINDOW, window_limits
+
+    path = save_nifti(tmp_path / "chest.nii.gz", phantom.hu, phantom.affine)
+    image = open_case(path).images["ct"]
+    assert image.contrast_limits == window_limits(CT_DEFAULT_WINDOW)
+    assert image.meta["contrast"].endswith("(values look like HU)")
+
+
+def test_reader_declines_niftis_it_cannot_show(tmp_path, phantom, sample_root):
+    from napari_grounding._reader import napari_get_reader
+
+    four_d = save_nifti(tmp_path / "fmri.nii.gz", np.zeros((8, 8, 6, 5), np.int16), np.eye(4))
+    two_d = save_nifti(tmp_path / "slice.nii", np.zeros((8, 8), np.int16), np.eye(4))
+    three_d = save_nifti(tmp_path / "ct.nii.gz", phantom.hu, phantom.affine)
+    assert napari_get_reader(str(four_d)) is None and napari_get_reader(str(two_d)) is None
+    assert napari_get_reader(str(three_d)) is not None
+    mask = sample_root / "segmentations" / "train_1_a_1.nii.gz"  # 4-D, in its dataset tree
+    assert napari_get_reader(str(mask)) is not None
+    (tmp_path / "broken.nii.gz").write_bytes(b"not a nifti")
+    assert napari_get_reader(str(tmp_path / "broken.nii.gz")) is None

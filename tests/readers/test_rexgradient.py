@@ -86,3 +86,11 @@ def test_per_study_csv_fills_in_studies(study_root):
     case = dataset.open_case("pX_aX_s9")
     assert case.images == {} and case.tags["split"] == "valid" and case.tags["sex"] == "F"
     assert [i.title for i in case.items] == ["Findings"]
+
+
+def test_cases_line_names_a_view_without_position(study_root):
+    document = json.loads(metadata_file(study_root).read_text())
+    document[REXGRADIENT_STUDY]["ImageViewPosition"] = ["PA", None]
+    metadata_file(study_root).write_text(json.dumps(document))
+    line = open_dataset(study_root).summary(REXGRADIENT_STUDY)
+    assert line == f"{REXGRADIENT_STUDY}\ttrain\t2 images\tPA unknown" and "None" not in line

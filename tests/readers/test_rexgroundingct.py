@@ -42,6 +42,12 @@ def test_real_records_are_consistent(real_records):
     assert any(r.name.startswith("valid_") for r in real_records.values() if r.split == "train")
 
 
+def test_real_training_findings_count_more_entities_than_masked(real_records):
+    """Training masks hold up to 3 representative entities; entity_counts may say more."""
+    above = [n for r in real_records.values() if r.split == "train" for n in r.entity_counts if n > 3]
+    assert len(above) == 209
+
+
 def test_real_first_record_in_key_order(real_records):
     record = real_records["train_1935_a_1"]
     assert record.findings[0].startswith("Segmental and subsegmental peribronchial thickening")
@@ -54,7 +60,8 @@ def test_finding_items_are_tagged_and_linked(real_records):
     items = finding_items(real_records["train_1741_b_2"])
     assert [i.id for i in items] == ["finding/0"]
     assert items[0].tags == {"category": "2b", "category_name": "atelectasis / consolidation",
-                             "extent": "focal", "entities": "1", "voxels": "15571"}
+                             "extent": "focal", "entities": "1", "voxels": "15571",
+                             "entities_max_masked": "3"}
     assert items[0].annotations == ["mask/0"]
 
 
@@ -71,7 +78,7 @@ def test_real_test_split_record_opens_text_only(tmp_path, shared_data, real_reco
 
 def test_sample_case_findings_and_masks(sample_root, phantom):
     case = open_case(sample_root)
-    assert case.key == f"rexgroundingct/{CASE}"
+    assert (case.dataset, case.key) == ("rexgroundingct", f"ct-rate/{CASE}")  # one key space
     findings = [i for i in case.items if i.id.startswith("finding/")]
     assert [(i.text, i.tags["category"]) for i in findings] == list(FINDINGS)
     assert findings[2].tags["extent"] == "non-focal"
@@ -157,3 +164,59 @@ def test_real_and_sample_json_share_a_shape(sample_root):
     raw = json.loads((sample_root / "dataset.json").read_text())
     assert set(raw["train"][0]) == {"name", "findings", "categories", "entity_counts", "pixels",
                                     "shape", "protocol"}
+
+
+def _resplit(root, split, name="MICCAI_challenge_dataset.json", entity_counts=None):
+    """The sample's records file renamed, its record moved to ``split``."""
+    records = json.loads((root / "dataset.json").read_text())
+    (root / "dataset.json").unlink()
+    record = records["train"][0]
+    if entity_counts is not None:
+        record["entity_counts"] = {str(i): n for i, n in enumerate(entity_counts)}
+    (root / name).write_text(json.dumps({split: [record]}))
+    return root / name
+
+
+@pytest.mark.parametrize("name", ["MICCAI_challenge_dataset.json", "my_scans.json"])
+def test_challenge_file_and_any_same_schema_json_open(sample_copy, name):
+    from napari_grounding._reader import napari_get_reader
+
+    path = _resplit(sample_copy, "val", name)
+    case = open_case(path)
+    assert case.key == f"rexgroundingct/{CASE}" and case.tags["split"] == "val"
+    assert sorted(case.annotations) == ["mask/0", "mask/1", "mask/2"]
+    assert "masks" not in case.tags  # validation masks are exhaustive
+    if name.startswith("MICCAI"):
+        assert open_dataset(sample_copy).case_ids() == [CASE]  # the root finds it too
+        assert napari_get_reader(str(path)) is not None
+
+
+def test_reports_dataset_adds_the_full_report(sample_copy):
+    shutil.rmtree(sample_copy / "dataset" / "radiology_text_reports")
+    (sample_copy / "reports_dataset.json").write_text(json.dumps({"train": [
+        {"name": f"{CASE}.nii.gz", "findings": "A nodule in the right upper lobe. Small effusion.",
+         "impressions": "Nodule."}]}))
+    case = open_case(sample_copy)
+    findings = case.item("report/findings")
+    assert [c.text for c in findings.children] == ["A nodule in the right upper lobe.",
+                                                   "Small effusion."]
+    assert case.item("report/impressions").text == "Nodule."
+    assert open_case(sample_copy / "reports_dataset.json").key == case.key
+
+
+def test_training_masks_are_representative_and_qc_accepts_more_entities(sample_copy):
+    from napari_grounding.qc import qc_case
+
+    counts = [len(np.unique(m)) - 1 for m in (
+        np.asarray(open_case(sample_copy).annotations[f"mask/{i}"].data) for i in range(3))]
+    too_many = [5, *counts[1:]]  # the report describes five, the mask shows a few of them
+    records = json.loads((sample_copy / "dataset.json").read_text())
+    records["train"][0]["entity_counts"] = {str(i): n for i, n in enumerate(too_many)}
+    (sample_copy / "dataset.json").write_text(json.dumps(records))
+    case = open_case(sample_copy)
+    assert case.tags["masks"] == "up to 3 representative entities per finding (training split)"
+    assert case.item("finding/0").tags["entities_max_masked"] == "3"
+    assert [r for r in qc_case(case) if r["check"] == "entity_count"] == []
+    _resplit(sample_copy, "val", entity_counts=too_many)  # exhaustive there: a defect
+    rows = [r for r in qc_case(open_case(sample_copy)) if r["check"] == "entity_count"]
+    assert [r["item"] for r in rows] == ["finding/0"]

@@ -200,7 +200,7 @@ def test_dataset_json_opens_without_naming_the_plugin(make_napari_viewer, sample
     viewer = make_napari_viewer()
     viewer.open(str(sample_root / "dataset.json"), plugin=None)  # as `napari PATH` does
     assert len(viewer.layers) == 4
-    assert dock_panel(viewer).case.key == f"rexgroundingct/{CASE}"
+    assert dock_panel(viewer).case.dataset == "rexgroundingct"
 
 
 def test_reader_bad_input_is_a_notification(make_napari_viewer, tmp_path):
@@ -254,7 +254,7 @@ def test_case_switcher(make_napari_viewer, qtbot, sample_copy):
     assert panel.case.id == "train_2_a_1"
     assert panel.tree.topLevelItem(0).text(0) == "Only the nodule."
     assert [grounding_meta(la)["case_key"] for la in viewer.layers] == [
-        "rexgroundingct/train_2_a_1"]  # its CT; its mask file is missing
+        "ct-rate/train_2_a_1"]  # its CT; its mask file is missing
     assert any("mask file not found" in p for p in panel.case.problems)
 
 

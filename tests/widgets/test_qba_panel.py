@@ -34,10 +34,10 @@ def box_layer(viewer, image_id):
 def test_selecting_an_answer_shows_exactly_its_boxes(qba):
     viewer, panel = qba
     panel.session.set_display("selected")
-    panel.select_items(["answer/a0001"])  # and its sub-answer a0002
+    panel.select_items(["answer/q0001/1"])  # and its sub-answer 2
     layer = box_layer(viewer, FRONTAL)
     case = panel.case
-    expected = [case.annotations[f"box/answer/{a}/{FRONTAL}/0"] for a in ("a0001", "a0002")]
+    expected = [case.annotations[f"box/q0001/{a}/{FRONTAL}/0"] for a in (1, 2)]
     assert len(layer.data) == 2
     for drawn, box in zip(layer.data, expected, strict=True):
         np.testing.assert_allclose(drawn, box_rectangle(box))
@@ -48,7 +48,7 @@ def test_selecting_an_answer_shows_exactly_its_boxes(qba):
     zoom = viewer_camera(viewer).zoom
     assert np.all((hi - lo) * zoom <= np.asarray(viewer.canvas.size))
     assert np.max((hi - lo) * zoom / np.asarray(viewer.canvas.size)) > 0.3
-    panel.select_items(["answer/a0006"])  # an answer without boxes
+    panel.select_items(["answer/q0003/2"])  # an answer without boxes
     assert len(layer.data) == 0
     panel.session.set_display("all")
     assert len(layer.data) == sum(a.image == FRONTAL for a in case.annotations.values())
@@ -57,11 +57,11 @@ def test_selecting_an_answer_shows_exactly_its_boxes(qba):
 def test_fallback_boxes_are_drawn_differently(qba):
     viewer, panel = qba
     panel.session.set_display("selected")
-    panel.select_items(["answer/a0003"])
+    panel.select_items(["answer/q0001/3"])
     layer = box_layer(viewer, FRONTAL)
     assert list(layer.features["label"]) == ["No pneumothorax (fallback)"] * 2
     assert np.all(layer.edge_color[:, 3] < 0.6)
-    panel.select_items(["answer/a0004"])
+    panel.select_items(["answer/q0002/1"])
     assert np.all(box_layer(viewer, FRONTAL).edge_color[:, 3] == 1.0)
 
 
@@ -71,14 +71,14 @@ def test_an_answer_on_another_view_switches_to_it(qba):
     panel.session.set_display("selected")
     panel.session.show_image(LATERAL)
     assert box_layer(viewer, LATERAL).visible and not box_layer(viewer, FRONTAL).visible
-    panel.select_items(["answer/a0005"])  # its only box is on the frontal view
+    panel.select_items(["answer/q0003/1"])  # its only box is on the frontal view
     assert panel.session.image == FRONTAL and box_layer(viewer, FRONTAL).visible
 
 
 def test_clicking_a_box_selects_its_answers(qba):
     viewer, panel = qba
     click(viewer, (360.0, 1000.0))  # (row, column) inside the clipped nodule box only
-    assert panel.selected_ids == ["answer/a0005"]
+    assert panel.selected_ids == ["answer/q0003/1"]
 
 
 def test_filters_hide_rows(qba):
@@ -87,7 +87,7 @@ def test_filters_hide_rows(qba):
                                    "positiveness"]
     panel.set_filter("positiveness", "pos")
     rows = panel.tree._rows
-    assert not rows["answer/a0001"].isHidden() and rows["answer/a0003"].isHidden()
+    assert not rows["answer/q0001/1"].isHidden() and rows["answer/q0001/3"].isHidden()
     assert rows["question/q0002"].isHidden() and not rows["question/q0003"].isHidden()
     panel.set_filter("positiveness", "all")
     assert not any(row.isHidden() for row in rows.values())
