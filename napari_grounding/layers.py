@@ -12,6 +12,7 @@ import numpy as np
 
 from .colours import box_colour, colour_slots, finding_colour, label_colormap
 from .model import Annotation, BoxAnnotation, Case, ContourAnnotation, Image, MaskAnnotation
+from .windows import takes_ct_windows
 
 META_KEY = "napari_grounding"
 LayerData = tuple[Any, dict[str, Any], str]
@@ -45,7 +46,9 @@ def image_name(image: Image) -> str:
     """"CT", a view position ("PA") or the image's short id."""
     if image.label != image.id:
         return image.label
-    return "CT" if image.kind == "ct" else short_name(image.id)
+    if image.kind == "ct":
+        return "CT" if takes_ct_windows(image) else "volume"
+    return short_name(image.id)
 
 
 def image_layer(case: Case, image: Image) -> LayerData:

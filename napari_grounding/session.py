@@ -14,7 +14,7 @@ from psygnal import Signal
 from .filters import kept_items
 from .model import Case, GroundingError, TextItem
 from .navigation import item_annotation_ids
-from .windows import CT_DEFAULT_WINDOW, CT_WINDOWS, window_for
+from .windows import CT_DEFAULT_WINDOW, CT_WINDOWS, takes_ct_windows, window_for
 
 MASK_MODES = ("all", "selected")
 PLANES = ("axial", "coronal", "sagittal")
@@ -115,12 +115,20 @@ class Session:
         if self.case is None:
             return
         items = [self.case.item(i) for i in item_ids]
-        self.selected = tuple(i.id for i in items)
+        self.selected = tuple(i.id for i in items) + self._linked(items)
         if items and _has_ct(self.case):
             preset = window_for(items[0])
             if preset is not None:
                 self.set_window(preset)
         self.selection_changed.emit(self.selected, navigate)
+
+    def _linked(self, items: list[TextItem]) -> tuple[str, ...]:
+        """Items the selected ones name in their ``links`` tag (a report sentence's scene-graph
+        observations, an observation's sentences), selected along with them."""
+        chosen = {i.id for i in items}
+        known = {i.id for i in self.case.walk()}
+        linked = [link for i in items for link in i.tags.get("links", "").split()]
+        return tuple(dict.fromkeys(x for x in linked if x in known and x not in chosen))
 
     def navigable_items(self) -> list[TextItem]:
         """The items next/previous step through: those the filters keep, in reading order."""
@@ -206,4 +214,4 @@ class Session:
 
 
 def _has_ct(case: Case) -> bool:
-    return any(image.kind == "ct" for image in case.images.values())
+    return any(takes_ct_windows(image) for image in case.images.values())

@@ -49,3 +49,9 @@ def window_for(item) -> str | None:
         if any(word in text for word in words):
             return name
     return None
+
+
+def takes_ct_windows(image) -> bool:
+    """Whether an image is in HU, so the CT windows apply (a plain volume of no known dataset
+    whose values are not HU takes its contrast from its data; the reader says so)."""
+    return image.kind == "ct" and not str(image.meta.get("contrast", "")).startswith("from the data")

@@ -120,3 +120,16 @@ def test_framing_adds_context_and_stays_inside_the_scene():
     view = frame(target([0, 0, 0], [300, 400, 400]), [1, 2], scene_lo, scene_hi, (800, 800),
                  80.0)
     assert view.zoom == pytest.approx(2.0) and view.centre == (200.0, 200.0)
+
+
+def test_selecting_a_sentence_selects_the_observations_it_names():
+    case = toy_case()
+    case.items.append(TextItem("sentence/1", "Small effusion.",
+                               tags={"links": "observation/3 observation/9"}))
+    case.items.append(TextItem("observation/3", "effusion", tags={"links": "sentence/1"}))
+    session = Session()
+    session.set_case(case)
+    session.select(["sentence/1"])
+    assert session.selected == ("sentence/1", "observation/3")  # unknown ids are left out
+    session.select(["observation/3"])
+    assert session.selected == ("observation/3", "sentence/1")

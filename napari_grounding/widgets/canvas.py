@@ -17,7 +17,7 @@ from ..layers import box_shapes, grounding_meta
 from ..metrics import AnnotationStats, compute_isolated
 from ..model import Case, ContourAnnotation
 from ..navigation import MIN_FIELD_FRACTION, MIN_FIELD_MM, PLANE_ORDERS, Target, best_plane, frame
-from ..windows import window_limits
+from ..windows import takes_ct_windows, window_limits
 
 READ_ONLY_MODES = ("pan_zoom",)  # ground truth: no paint, fill, erase, select or vertex tools
 
@@ -126,7 +126,7 @@ class CaseCanvas:
         """Apply a CT window preset to the case's CT images."""
         low, high = window_limits(name)
         for layer, meta in self.layers("image"):
-            if self.case.images[meta["image"]].kind == "ct":
+            if takes_ct_windows(self.case.images[meta["image"]]):
                 lo_range, hi_range = layer.contrast_limits_range
                 layer.contrast_limits_range = (min(lo_range, low), max(hi_range, high))
                 layer.contrast_limits = (low, high)

@@ -6,7 +6,7 @@ from qtpy.QtWidgets import QButtonGroup, QCheckBox, QComboBox, QHBoxLayout, QPus
 
 from ..model import Case, MaskAnnotation
 from ..session import MASK_MODES, Session
-from ..windows import CT_WINDOWS
+from ..windows import CT_WINDOWS, takes_ct_windows
 from .keys import key_for
 
 MODE_NAMES = {"all": "All masks", "selected": "Selected only"}
@@ -46,7 +46,7 @@ class DisplayControls(QWidget):
         self._on_case(session.case)
 
     def _on_case(self, case: Case | None) -> None:
-        has_ct = case is not None and any(i.kind == "ct" for i in case.images.values())
+        has_ct = case is not None and any(takes_ct_windows(i) for i in case.images.values())
         for button in self.window_buttons.values():
             button.setVisible(has_ct)
         has_masks = case is not None and any(isinstance(a, MaskAnnotation)

@@ -12,7 +12,7 @@ from ..layers import grounding_meta
 from ..model import Case
 from ..navigation import item_target
 from ..session import Session
-from ..windows import window_limits
+from ..windows import takes_ct_windows, window_limits
 from .canvas import CaseCanvas, DisplayState, make_read_only, plane_of
 
 
@@ -77,7 +77,7 @@ class ViewerLink:
         if meta["role"] != "image" and not meta.get("read_only"):
             make_read_only(layer)
             meta["read_only"] = True
-        elif meta["role"] == "image" and self.session.case.images[meta["image"]].kind == "ct":
+        elif meta["role"] == "image" and takes_ct_windows(self.session.case.images[meta["image"]]):
             layer.events.contrast_limits.connect(self._on_contrast)
             if self.session.window is not None:
                 self._apply_window(self.session.window)

@@ -7,6 +7,7 @@ import gc
 import json
 import os
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -27,7 +28,7 @@ pytestmark = pytest.mark.gui
 
 def rss_mb() -> float:
     """This process's resident memory in MB (Linux)."""
-    pages = int(open("/proc/self/statm").read().split()[1])
+    pages = int(Path("/proc/self/statm").read_text().split()[1])
     return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
