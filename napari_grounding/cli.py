@@ -132,7 +132,8 @@ def _view(args: argparse.Namespace) -> None:
     from .widgets.launch import show_case
 
     viewer = napari.Viewer(title=f"napari-grounding: {case.dataset}/{case.id}")  # as opened
-    show_case(viewer, case, item=args.item, dataset=dataset)
+    show_case(viewer, case, item=args.item, dataset=dataset, log=args.log,
+              resume=args.case is None)
     napari.run()
 
 

@@ -14,6 +14,7 @@ from psygnal import Signal
 from .filters import kept_items
 from .model import Case, GroundingError, TextItem
 from .navigation import item_annotation_ids
+from .review import Decision, ReviewLog
 from .windows import CT_DEFAULT_WINDOW, CT_WINDOWS, takes_ct_windows, window_for
 
 MASK_MODES = ("all", "selected")
@@ -37,6 +38,9 @@ class Session:
     window_changed = Signal(object)  # CT window preset name, or None (user's own limits)
     filters_changed = Signal(dict)  # tag -> value kept
     plane_changed = Signal(object)  # "axial" | "coronal" | "sagittal" chosen by the user, or None
+    review_changed = Signal(object)  # the ReviewLog decisions go to, or None
+    verdict_recorded = Signal(str, object)  # key, Decision: on disk when emitted
+    comment_requested = Signal()  # the reviewer wants to type a comment
 
     def __init__(self) -> None:
         self.dataset: Any = None
@@ -50,6 +54,7 @@ class Session:
         self.window: str | None = None
         self.filters: dict[str, str] = {}
         self.plane: str | None = None
+        self.review: ReviewLog | None = None
 
     # -- dataset and cases ------------------------------------------------------------------
     def set_dataset(self, dataset: Any, case_ids: list[str] | None = None) -> None:
@@ -211,6 +216,77 @@ class Session:
         if plane != self.plane:
             self.plane = plane
             self.plane_changed.emit(plane)
+
+
+    # -- review -----------------------------------------------------------------------------
+    def set_review(self, log: ReviewLog | None) -> None:
+        self.review = log
+        self.review_changed.emit(log)
+
+    def reviewable_items(self) -> list[TextItem]:
+        """What a reviewer goes through: the items grounded by annotations of their own (the
+        findings, the answers), or every item of a case with none."""
+        if self.case is None:
+            return []
+        items = list(self.case.walk())
+        grounded = [i for i in items if any(a in self.case.annotations for a in i.annotations)]
+        return grounded or items
+
+    def item_key(self, item_id: str) -> str:
+        return self.case.item_key(self.case.item(item_id))
+
+    def verdict_of(self, item_id: str) -> Decision | None:
+        if self.review is None or self.case is None:
+            return None
+        return self.review.decisions().get(self.item_key(item_id))
+
+    def record(self, verdict: str, comment: str | None = None) -> Decision | None:
+        """Record a verdict on the selected item (durably: the log fsyncs before this returns);
+        ``comment`` None keeps the item's earlier comment."""
+        if self.review is None or self.case is None or not self.selected:
+            return None
+        key = self.item_key(self.selected[0])
+        if comment is None:
+            earlier = self.review.decisions().get(key)
+            comment = earlier.comment if earlier is not None else ""
+        decision = self.review.record(key, verdict, comment)
+        self.verdict_recorded.emit(key, decision)
+        return decision
+
+    def request_comment(self) -> None:
+        if self.selected:
+            self.comment_requested.emit()
+
+    def comment(self, text: str) -> Decision | None:
+        """Save a comment on the selected item, keeping its verdict (``unsure`` if none yet)."""
+        if self.review is None or self.case is None or not self.selected:
+            return None
+        earlier = self.verdict_of(self.selected[0])
+        return self.record(earlier.verdict if earlier is not None else "unsure", text)
+
+    def review_progress(self) -> tuple[int, int]:
+        """(reviewed, total) over this case's reviewable items."""
+        if self.review is None or self.case is None:
+            return 0, 0
+        keys = [self.case.item_key(i) for i in self.reviewable_items()]
+        return tuple(self.review.progress(keys))
+
+    def next_unreviewed(self) -> str | None:
+        """Select the next reviewable item without a verdict (after the selected one, wrapping);
+        when the case is done, ask for the next case. Returns the item id, or None."""
+        if self.review is None or self.case is None:
+            return None
+        ids = [i.id for i in self.reviewable_items()]
+        keys = [self.case.item_key(self.case.item(i)) for i in ids]
+        after = self.item_key(self.selected[0]) if self.selected and self.selected[0] in ids \
+            else None
+        key = self.review.first_unreviewed(keys, after=after)
+        if key is None:
+            self.next_case(1)
+            return None
+        item_id = ids[keys.index(key)]
+        self.select([item_id])
+        return item_id
 
 
 def _has_ct(case: Case) -> bool:

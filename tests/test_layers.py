@@ -21,7 +21,7 @@ def test_sample_case_layers(sample_root):
         assert mask_data.shape == data.shape and mask_data.dtype == np.uint8
         assert mask_kwargs["scale"] == kwargs["scale"]
         assert mask_kwargs["translate"] == kwargs["translate"]
-    assert layers[1][1]["name"] == "finding/0 [ground truth]"
+    assert layers[1][1]["name"] == "finding 0"
     assert grounding_meta(type("L", (), {"metadata": layers[3][1]["metadata"]})())["annotation"] \
         == "mask/2"
 

@@ -20,6 +20,12 @@ KEYS: dict[str, tuple[str, Callable[[Session], Any]]] = {
     "PageDown": ("next case", lambda s: s.next_case(1)),
     "PageUp": ("previous case", lambda s: s.next_case(-1)),
     "Alt-V": ("next view", lambda s: s.next_image()),
+    "Alt-A": ("accept", lambda s: s.record("accept")),
+    "Alt-R": ("reject", lambda s: s.record("reject")),
+    "Alt-X": ("needs fix", lambda s: s.record("needs_fix")),
+    "Alt-U": ("unsure", lambda s: s.record("unsure")),
+    "N": ("next unreviewed", lambda s: s.next_unreviewed()),
+    "Alt-C": ("comment", lambda s: s.request_comment()),
     **{f"Alt-{n}": (f"{name} window", lambda s, name=name: s.set_window(name))
        for n, name in enumerate(CT_WINDOWS, start=1)},
 }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..model import Case
@@ -22,11 +23,18 @@ def dock_panel(viewer: napari.viewer.Viewer) -> GroundingPanel:
 
 
 def show_case(viewer: napari.viewer.Viewer, case: Case, item: str | None = None,
-              dataset: Any = None) -> GroundingPanel:
+              dataset: Any = None, log: str | Path | None = None,
+              resume: bool = False) -> GroundingPanel:
+    """Dock the panel and show a case; ``log`` is the review log to use (else the default
+    beside the data); ``resume`` goes on where the reviewer's log left off instead."""
     panel = dock_panel(viewer)
-    panel.show_case(case)
+    if log is not None:
+        panel.log_path = Path(log).expanduser()
     if dataset is not None:
         panel.set_dataset(dataset)
+    panel.show_case(case)
     if item:
         panel.select_items([item])
+    elif resume:
+        panel.resume()
     return panel

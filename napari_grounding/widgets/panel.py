@@ -18,12 +18,14 @@ from qtpy.QtWidgets import QLabel, QVBoxLayout, QWidget
 
 from ..layers import case_layers, grounding_meta
 from ..model import Case, GroundingError
+from ..review import ReviewLog, default_log_path, remembered_reviewer
 from ..session import Session
 from . import background
 from .case_bar import CaseBar
 from .display_controls import DisplayControls
 from .filter_form import FilterForm
 from .keys import KEYS, KeyBindings, qt_sequence
+from .review_form import ReviewForm
 from .text_pane import TextPane
 from .text_tree import case_badges
 from .viewer_link import ViewerLink
@@ -42,6 +44,7 @@ class GroundingPanel(QWidget):
         super().__init__()
         self.viewer = napari_viewer
         self.session = Session()
+        self.log_path: Path | None = None  # --log FILE; else beside the data, per reviewer
         self.link = ViewerLink(napari_viewer, self.session)
         self.keys = KeyBindings(napari_viewer, self.session)
         self._build()
@@ -64,12 +67,15 @@ class GroundingPanel(QWidget):
         self.filter_form.changed.connect(self.session.set_filters)
         self.text = TextPane(self.session)
         self.display = DisplayControls(self.session)
+        self.review = ReviewForm(self.session, self)
+        self.review.reviewer_named.connect(self.open_review)
         self.setMinimumWidth(480)  # room for the sentence next to its badges and numbers
         layout = QVBoxLayout(self)
         for widget in (self.case_bar, self.title, self.problems, self.filter_form):
             layout.addWidget(widget)
         layout.addWidget(self.text, 1)  # the panel's height goes to the text
         layout.addWidget(self.display)
+        layout.addWidget(self.review)
         for key in PANEL_KEYS:
             shortcut = QShortcut(QKeySequence(qt_sequence(key)), self)
             shortcut.setContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
@@ -85,6 +91,8 @@ class GroundingPanel(QWidget):
 
     def detach(self) -> None:
         """Undo everything the panel hooked into the viewer; the keys bound before come back."""
+        if self.session.review is not None:
+            self.session.review.close()
         self.link.detach()
         self.keys.detach()
         self.viewer.layers.events.inserted.disconnect(self._adopt_inserted)
@@ -159,9 +167,55 @@ class GroundingPanel(QWidget):
             if grounding_meta(layer)["case"] is not case:
                 self.viewer.layers.remove(layer)
 
+    # -- review -----------------------------------------------------------------------------
+    def review_log_path(self, reviewer: str) -> Path | None:
+        """--log FILE, else ``.napari-grounding/`` beside the data (or the user data folder)."""
+        if self.log_path is not None:
+            return self.log_path
+        case = self.session.case
+        if case is None:
+            return None
+        dataset = self.session.dataset
+        root = getattr(dataset, "root", None) or getattr(dataset, "path", None)
+        if root is None:
+            sources = [i.source for i in case.images.values() if i.source]
+            root = Path(sources[0]).parent if sources else Path.home()
+        return default_log_path(root, case.key.split("/")[0], reviewer)
+
+    def open_review(self, reviewer: str | None = None) -> None:
+        """Open (or switch to) the reviewer's log for the open dataset."""
+        reviewer = reviewer or remembered_reviewer()
+        path = self.review_log_path(reviewer) if reviewer else None
+        current = self.session.review
+        if path is None or (current is not None and current.path == path
+                            and current.reviewer == reviewer):
+            return
+        try:
+            log = ReviewLog(path, reviewer)
+        except GroundingError as err:
+            show_error(str(err))
+            return
+        if current is not None:
+            current.close()
+        self.session.set_review(log)
+
+    def resume(self) -> None:
+        """Go to the case of the reviewer's latest decision in this dataset (its first item
+        still to review is selected when it opens)."""
+        log, case = self.session.review, self.session.case
+        if log is None or case is None:
+            return
+        space = case.key.split("/")[0]
+        mine = [d for d in log.decisions().values() if d.key.startswith(f"{space}/")]
+        if mine:
+            latest = max(mine, key=lambda d: d.time).key.split("/")[1]
+            if latest in self.session.case_ids:
+                self.session.request_case(latest)
+
     def _on_case(self, case: Case | None) -> None:
         if case is None:
             return
+        self.open_review()
         self.title.setText(f"<b>{html.escape(case.dataset)}</b> / {html.escape(case.id)}<br>"
                            f"{case_badges(case)}")
         self.title.setToolTip("\n".join(f"{k}: {v}" for k, v in case.tags.items()))
@@ -177,8 +231,16 @@ class GroundingPanel(QWidget):
         show_info(f"{case_key} cached in {path}")
 
     def _select_first(self) -> None:
+        """A case opens on its first item still to review, else its first grounded item."""
+        if self.session.selected:
+            return
         first = self.session.first_grounded_item()
-        if first is not None and not self.session.selected:
+        log, case = self.session.review, self.session.case
+        if log is not None and case is not None:
+            ids = [i.id for i in self.session.reviewable_items()]
+            key = log.first_unreviewed([case.item_key(case.item(i)) for i in ids])
+            first = ids[[case.item_key(case.item(i)) for i in ids].index(key)] if key else first
+        if first is not None:
             self.session.select([first])
 
     def _adopt_inserted(self, event: Any) -> None:

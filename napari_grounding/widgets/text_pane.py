@@ -12,7 +12,8 @@ from ..describe import annotation_summary
 from ..filters import kept_items
 from ..model import Case
 from ..session import Session
-from .text_tree import TextTree
+from .review_form import VERDICT_COLOURS
+from .text_tree import STATS_COLUMNS, TextTree
 
 
 class TextPane(QSplitter):
@@ -40,6 +41,8 @@ class TextPane(QSplitter):
         session.stats_changed.connect(self._on_stats)
         session.selection_changed.connect(self._on_selection)
         session.filters_changed.connect(self._on_filters)
+        session.verdict_recorded.connect(self._show_verdicts)
+        session.review_changed.connect(self._show_verdicts)
 
     def _on_case(self, case: Case | None) -> None:
         self.tree.clear()
@@ -48,10 +51,21 @@ class TextPane(QSplitter):
             return
         has_masks = any(a.kind == "mask" for a in case.annotations.values())
         three_d = any(i.data.ndim == 3 for i in case.images.values())
-        for column in range(2, self.tree.columnCount()):
+        for column in STATS_COLUMNS:
             ct_only = column in (3, 5)  # mL and slice range
             self.tree.setColumnHidden(column, not has_masks or (ct_only and not three_d))
         self.tree.populate(case)
+        self._show_verdicts()
+
+    def _show_verdicts(self, *_args: Any) -> None:
+        case, log = self.session.case, self.session.review
+        if case is None:
+            return
+        decisions = log.decisions() if log is not None else {}
+        for item in case.walk():
+            decision = decisions.get(case.item_key(item))
+            verdict = decision.verdict if decision is not None else None
+            self.tree.set_verdict(item.id, verdict, VERDICT_COLOURS.get(verdict or "", ""))
 
     def _on_stats(self, stats: dict[str, Any]) -> None:
         if self.session.case is not None:

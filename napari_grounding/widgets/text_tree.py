@@ -17,7 +17,9 @@ from ..layers import drawable
 from ..metrics import AnnotationStats, MaskStats, display_slice_range, volume_ml
 from ..model import Case, TextItem
 
-COLUMNS = ("Text", "Tags", "Voxels", "mL", "Inst.", "Slices")
+COLUMNS = ("Text", "Tags", "Voxels", "mL", "Inst.", "Slices", "Review")
+REVIEW_COLUMN = 6
+STATS_COLUMNS = range(2, 6)
 BADGE_TAGS = ("category", "extent", "view", "answer_type", "positiveness", "certainty",
               "quality")
 ID_ROLE = Qt.ItemDataRole.UserRole
@@ -159,6 +161,13 @@ class TextTree(QTreeWidget):
                 for column, text in enumerate(stats_columns(case, item, stats), start=2):
                     row.setText(column, text)
         self.fit_text_column()
+
+    def set_verdict(self, item_id: str, verdict: str | None, colour: str = "") -> None:
+        """The item's latest verdict as a badge in the Review column."""
+        row = self._rows.get(item_id)
+        if row is not None:
+            row.setText(REVIEW_COLUMN, (verdict or "").replace("_", " "))
+            row.setForeground(REVIEW_COLUMN, QColor(colour) if colour else QColor())
 
     def show_only(self, item_ids: set[str] | None) -> None:
         """Hide every row not in ``item_ids`` (None shows all)."""

@@ -29,7 +29,7 @@ def test_a_study_with_two_views(study_root):
     views = list(case.images.values())
     assert [v.id for v in views] == ["view/0", "view/1"]
     assert [v.meta["view"] for v in views] == ["PA", "LATERAL"]
-    assert [v.label for v in views] == ["view/0 (PA)", "view/1 (LATERAL)"]
+    assert [v.label for v in views] == ["PA", "LATERAL"]
     assert views[0].data.shape == (1024, 1024) and views[1].data.shape == (1024, 880)
     assert views[0].data.dtype == "uint16" and views[0].meta["bit_depth"] == "16"
     assert case.tags["age"] == "064Y" and case.tags["split"] == "train"

@@ -183,7 +183,8 @@ def test_challenge_file_and_any_same_schema_json_open(sample_copy, name):
 
     path = _resplit(sample_copy, "val", name)
     case = open_case(path)
-    assert case.key == f"rexgroundingct/{CASE}" and case.tags["split"] == "val"
+    assert case.key == f"ct-rate/{CASE}" and case.dataset == "rexgroundingct"
+    assert case.tags["split"] == "val"
     assert sorted(case.annotations) == ["mask/0", "mask/1", "mask/2"]
     assert "masks" not in case.tags  # validation masks are exhaustive
     if name.startswith("MICCAI"):

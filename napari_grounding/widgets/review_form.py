@@ -1,0 +1,125 @@
+"""The review form: who reviews, one button (and key) per verdict, a comment saved on Enter,
+and what is left to do. Every decision goes through the session to the crash-safe log."""
+
+from __future__ import annotations
+
+import html
+
+from napari.utils.notifications import show_error
+from qtpy.QtCore import Signal
+from qtpy.QtWidgets import QHBoxLayout, QLabel, QLineEdit, QPushButton, QVBoxLayout, QWidget
+
+from ..model import Case, GroundingError
+from ..review import VERDICTS, Decision, remember_reviewer, remembered_reviewer
+from ..session import Session
+from .keys import key_for
+
+VERDICT_NAMES = {"accept": "Accept", "reject": "Reject", "needs_fix": "Needs fix",
+                 "unsure": "Unsure"}
+VERDICT_COLOURS = {"accept": "#3cb44b", "reject": "#e6194b", "needs_fix": "#f58231",
+                   "unsure": "#a0a0a0"}
+
+
+class ReviewForm(QWidget):
+    """Verdicts on the selected item; ``reviewer_named`` asks the panel to open the log."""
+
+    reviewer_named = Signal(str)
+
+    def __init__(self, session: Session, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.session = session
+        self.reviewer = QLineEdit(remembered_reviewer() or "")
+        self.reviewer.setPlaceholderText("your name (asked once, remembered)")
+        self.reviewer.editingFinished.connect(self._on_reviewer)
+        self.buttons: dict[str, QPushButton] = {}
+        verdicts = QHBoxLayout()
+        verdicts.setContentsMargins(0, 0, 0, 0)
+        for verdict in VERDICTS:
+            key = key_for(verdict.replace("_", " "))
+            button = QPushButton(f"{VERDICT_NAMES[verdict]} ({key})")
+            button.clicked.connect(lambda _c=False, v=verdict: self._record(v))
+            verdicts.addWidget(button)
+            self.buttons[verdict] = button
+        self.next_button = QPushButton(f"Next unreviewed ({key_for('next unreviewed')})")
+        self.next_button.clicked.connect(lambda: self.session.next_unreviewed())
+        verdicts.addWidget(self.next_button)
+        self.comment = QLineEdit()
+        self.comment.setPlaceholderText(f"comment on the selected item ({key_for('comment')}), "
+                                        "saved on Enter")
+        self.comment.returnPressed.connect(self._save_comment)
+        self.status = QLabel()
+        self.status.setWordWrap(True)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        row = QHBoxLayout()
+        row.addWidget(QLabel("Reviewer"))
+        row.addWidget(self.reviewer, 1)
+        layout.addLayout(row)
+        layout.addLayout(verdicts)
+        layout.addWidget(self.comment)
+        layout.addWidget(self.status)
+        session.selection_changed.connect(self._on_selection)
+        session.verdict_recorded.connect(self._on_recorded)
+        session.case_changed.connect(self._on_case)
+        session.review_changed.connect(lambda _log: self._show_progress())
+        session.comment_requested.connect(self._focus_comment)
+
+    def _focus_comment(self) -> None:
+        self.comment.setFocus()
+        self.comment.selectAll()
+
+    def _on_reviewer(self) -> None:
+        name = self.reviewer.text().strip()
+        if name and (self.session.review is None or self.session.review.reviewer != name):
+            try:
+                remember_reviewer(name)
+            except GroundingError as err:
+                show_error(str(err))
+            self.reviewer_named.emit(name)
+
+    def _record(self, verdict: str) -> None:
+        try:
+            self.session.record(verdict)
+        except GroundingError as err:
+            show_error(str(err))
+
+    def _save_comment(self) -> None:
+        try:
+            saved = self.session.comment(self.comment.text())
+        except GroundingError as err:
+            show_error(str(err))
+            return
+        if saved is not None and self.parent() is not None:
+            self.parent().setFocus()  # back to the panel, where the review keys work
+
+    def _on_case(self, _case: Case | None) -> None:
+        self._show_progress()
+
+    def _on_selection(self, ids: tuple[str, ...], _navigate: bool) -> None:
+        decision = self.session.verdict_of(ids[0]) if ids and self.session.case else None
+        self.comment.setText(decision.comment if decision is not None else "")
+        self._show_progress()
+
+    def _on_recorded(self, key: str, decision: Decision) -> None:
+        if self.session.selected and self.session.item_key(self.session.selected[0]) == key:
+            self.comment.setText(decision.comment)
+        self._show_progress(saved=decision)
+
+    def _show_progress(self, saved: Decision | None = None) -> None:
+        log = self.session.review
+        if log is None:
+            self.status.setText("Name the reviewer to record verdicts." if self.session.case
+                                else "")
+            self.setEnabled(self.session.case is not None)
+            return
+        done, total = self.session.review_progress()
+        cases = {"/".join(k.split("/")[:2]) for k in log.decisions()}
+        lines = [f"This case: {done} / {total} reviewed · log: {len(log.decisions())} decisions "
+                 f"in {len(cases)} cases ({html.escape(log.path.name)})"]
+        if saved is not None:
+            colour = VERDICT_COLOURS[saved.verdict]
+            item = saved.key.removeprefix(f"{self.session.case_key}/")
+            lines.append(f'Saved <b style="color:{colour}">{VERDICT_NAMES[saved.verdict]}</b> '
+                         f"for {html.escape(item)} at {saved.time[11:19]} UTC")
+        self.status.setText("<br>".join(lines))
+        self.status.setToolTip(str(log.path))

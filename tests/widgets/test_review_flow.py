@@ -1,0 +1,88 @@
+"""Reviewing a case with the keyboard only; decisions read back from the log file."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from qtpy.QtCore import Qt
+
+from napari_grounding.readers import open_dataset
+from napari_grounding.review import read_log, remember_reviewer
+from napari_grounding.sample import CASE
+from napari_grounding.widgets.launch import show_case
+from tests.widgets.gestures import press, settle
+from tests.widgets.test_reviewer_viewer import multi_case_root
+
+pytestmark = pytest.mark.gui
+
+ALT = Qt.KeyboardModifier.AltModifier
+
+
+@pytest.fixture
+def reviewer(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    monkeypatch.setenv("NAPARI_GROUNDING_CACHE_ON_OPEN", "0")
+    remember_reviewer("Dr Ada")
+    return "Dr Ada"
+
+
+def test_a_whole_case_reviewed_with_keys_only(make_napari_viewer, qtbot, sample_copy, reviewer):
+    root = multi_case_root(sample_copy, 2)
+    viewer = make_napari_viewer(show=True)
+    dataset = open_dataset(root)
+    panel = show_case(viewer, dataset.open_case(CASE), dataset=dataset)
+    qtbot.waitUntil(lambda: panel.stats is not None, timeout=20000)
+    log_path = panel.session.review.path
+    assert log_path == root / ".napari-grounding" / "review-ct-rate-dr-ada.jsonl"
+    assert panel.selected_ids == ["finding/0"]
+    press(viewer, Qt.Key.Key_A, ALT)  # accept the nodule
+    press(viewer, Qt.Key.Key_N)  # next unreviewed: the effusion
+    assert panel.selected_ids == ["finding/1"]
+    press(viewer, Qt.Key.Key_R, ALT)
+    press(viewer, Qt.Key.Key_C, ALT)  # comment: typed, saved on Enter
+    assert panel.window().focusWidget() is panel.review.comment
+    qtbot.keyClicks(panel.review.comment, "misses the posterior part")
+    qtbot.keyClick(panel.review.comment, Qt.Key.Key_Return)
+    press(viewer, Qt.Key.Key_N)
+    assert panel.selected_ids == ["finding/2"]
+    press(viewer, Qt.Key.Key_X, ALT)
+    assert panel.review.status.text().startswith("This case: 3 / 3 reviewed")
+    assert panel.tree.topLevelItem(1).text(6) == "reject"  # the tree's badge
+    press(viewer, Qt.Key.Key_N)  # the case is done: on to the next one
+    assert panel.case.id == "train_2_a_1"
+    qtbot.waitUntil(lambda: panel.stats is not None, timeout=20000)
+    settle()
+    assert panel.selected_ids == ["finding/0"]
+    press(viewer, Qt.Key.Key_U, ALT)
+
+    lines = [json.loads(line) for line in log_path.read_text().splitlines()]
+    assert [(d["key"], d["verdict"], d["comment"]) for d in lines] == [
+        (f"ct-rate/{CASE}/finding/0", "accept", ""),
+        (f"ct-rate/{CASE}/finding/1", "reject", ""),
+        (f"ct-rate/{CASE}/finding/1", "reject", "misses the posterior part"),
+        (f"ct-rate/{CASE}/finding/2", "needs_fix", ""),
+        ("ct-rate/train_2_a_1/finding/0", "unsure", ""),
+    ]
+    assert all(d["reviewer"] == "Dr Ada" and d["time"].endswith("Z") for d in lines)
+    decisions, problems = read_log(log_path)
+    assert len(decisions) == 5 and problems == []
+
+
+def test_reopening_resumes_at_the_first_unreviewed_item(make_napari_viewer, qtbot,
+                                                         sample_copy, reviewer):
+    viewer = make_napari_viewer(show=True)
+    dataset = open_dataset(sample_copy)
+    panel = show_case(viewer, dataset.open_case(CASE), dataset=dataset)
+    qtbot.waitUntil(lambda: panel.stats is not None, timeout=20000)
+    press(viewer, Qt.Key.Key_A, ALT)
+    press(viewer, Qt.Key.Key_N)
+    press(viewer, Qt.Key.Key_A, ALT)
+    viewer.close()
+    again = make_napari_viewer(show=True)
+    dataset = open_dataset(sample_copy)
+    panel = show_case(again, dataset.open_case(CASE), dataset=dataset, resume=True)
+    qtbot.waitUntil(lambda: panel.stats is not None, timeout=20000)
+    settle()
+    assert panel.selected_ids == ["finding/2"]
+    assert [panel.tree.topLevelItem(i).text(6) for i in range(3)] == ["accept", "accept", ""]
