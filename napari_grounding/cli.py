@@ -40,6 +40,8 @@ def _parser() -> argparse.ArgumentParser:
 
     view = verb("view", "open napari with the plugin on a case")
     view.add_argument("--item", metavar="ID", help="text item to select, e.g. finding/0")
+    view.add_argument("--qc", metavar="CSV", help="a qc CSV: its flagged cases are a filter of "
+                      "the case queue")
     view.add_argument("--log", metavar="FILE", help="review log to read and append to "
                       "(default: beside the data, see README 'Reviewing')")
     verb("cases", "list the cases of a dataset, one per line", with_case=False)
@@ -126,6 +128,10 @@ def _view(args: argparse.Namespace) -> None:
     dataset, case = _open_named_case(args, require_name=False)
     if args.item:
         case.item(args.item)  # unknown item: fail before a window opens
+    if args.qc:
+        from .case_queue import read_qc_flags
+
+        read_qc_flags(args.qc)  # likewise an unreadable qc CSV
     _warn(case)
     import napari
 
@@ -133,7 +139,7 @@ def _view(args: argparse.Namespace) -> None:
 
     viewer = napari.Viewer(title=f"napari-grounding: {case.dataset}/{case.id}")  # as opened
     show_case(viewer, case, item=args.item, dataset=dataset, log=args.log,
-              resume=args.case is None)
+              resume=args.case is None, qc=args.qc)
     napari.run()
 
 

@@ -42,6 +42,19 @@ def start_stats(case: Case, on_done: Callable[[str, dict[str, Any]], None]) -> A
                failure=f"mask statistics of {case.id} failed")
 
 
+def start_prefetch(dataset: Any, case_id: str, on_done: Callable[[str, Case], None]) -> Any:
+    """Open a case and measure its annotations ahead of time, so moving on is immediate."""
+    return run(_open_measured, dataset, case_id, desc=f"Opening {case_id} ahead",
+               on_done=lambda case: on_done(case_id, case),
+               failure=f"could not open {case_id} ahead")
+
+
+def _open_measured(dataset: Any, case_id: str) -> Case:
+    case = dataset.open_case(case_id)
+    case.cache["stats"] = annotation_stats(list(case.annotations.values()))
+    return case
+
+
 def wants_cache(case: Case) -> Image | None:
     """The CT to cache for next time: read from a NIfTI file, not cached yet (a reader marks
     volumes it must not cache with ``meta["cache"] = False``), caching allowed."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..case_queue import read_qc_flags
 from ..model import Case
 
 if TYPE_CHECKING:
@@ -24,12 +25,15 @@ def dock_panel(viewer: napari.viewer.Viewer) -> GroundingPanel:
 
 def show_case(viewer: napari.viewer.Viewer, case: Case, item: str | None = None,
               dataset: Any = None, log: str | Path | None = None,
-              resume: bool = False) -> GroundingPanel:
+              resume: bool = False, qc: str | Path | None = None) -> GroundingPanel:
     """Dock the panel and show a case; ``log`` is the review log to use (else the default
-    beside the data); ``resume`` goes on where the reviewer's log left off instead."""
+    beside the data); ``resume`` goes on where the reviewer's log left off instead; ``qc`` a
+    ``napari-grounding qc`` CSV whose flagged cases the queue can filter."""
     panel = dock_panel(viewer)
     if log is not None:
         panel.log_path = Path(log).expanduser()
+    if qc is not None:
+        panel.queue.qc_flags = read_qc_flags(qc)
     if dataset is not None:
         panel.set_dataset(dataset)
     panel.show_case(case)

@@ -25,6 +25,7 @@ from .case_bar import CaseBar
 from .display_controls import DisplayControls
 from .filter_form import FilterForm
 from .keys import KEYS, KeyBindings, qt_sequence
+from .queue_dock import CaseQueue
 from .review_form import ReviewForm
 from .text_pane import TextPane
 from .text_tree import case_badges
@@ -69,6 +70,9 @@ class GroundingPanel(QWidget):
         self.display = DisplayControls(self.session)
         self.review = ReviewForm(self.session, self)
         self.review.reviewer_named.connect(self.open_review)
+        self.queue = CaseQueue(self.session)
+        self._queue_docked = False
+        self._ahead: tuple[str, Case] | None = None  # the next case, opened in the background
         self.setMinimumWidth(480)  # room for the sentence next to its badges and numbers
         layout = QVBoxLayout(self)
         for widget in (self.case_bar, self.title, self.problems, self.filter_form):
@@ -119,15 +123,22 @@ class GroundingPanel(QWidget):
         return self.session.stats
 
     def set_dataset(self, dataset: Any) -> None:
-        """Offer the dataset's cases (switcher, PageUp/PageDown)."""
+        """Offer the dataset's cases (switcher, PageUp/PageDown, the case queue dock)."""
         self.session.set_dataset(dataset)
+        if len(self.session.case_ids) > 1 and not self._queue_docked:
+            self.viewer.window.add_dock_widget(self.queue, name="Case queue", area="right")
+            self._queue_docked = True
+        if self.session.case is not None:
+            self._open_next_ahead()
 
     def open_case_id(self, case_id: str) -> None:
         """Open another case of the dataset, replacing the one shown."""
         if self.session.dataset is None:
             return
+        ahead, self._ahead = self._ahead, None
         try:
-            case = self.session.dataset.open_case(case_id)
+            case = ahead[1] if ahead and ahead[0] == case_id else \
+                self.session.dataset.open_case(case_id)
         except GroundingError as err:
             show_error(str(err))
             return
@@ -224,8 +235,22 @@ class GroundingPanel(QWidget):
         for problem in case.problems:
             show_warning(problem)
         self.filter_form.set_case(case)
-        background.start_stats(case, self.session.set_stats)
+        if "stats" in case.cache:  # measured ahead
+            self.session.set_stats(case.key, case.cache["stats"])
+        else:
+            background.start_stats(case, self.session.set_stats)
         background.start_caching(case, self._on_cached)
+        self._open_next_ahead()
+
+    def _open_next_ahead(self) -> None:
+        self._ahead = None
+        following = self.session.neighbour_case(1)
+        if following is not None and self.session.dataset is not None:
+            background.start_prefetch(self.session.dataset, following, self._on_ahead)
+
+    def _on_ahead(self, case_id: str, case: Case) -> None:
+        if case_id == self.session.neighbour_case(1):
+            self._ahead = (case_id, case)
 
     def _on_cached(self, case_key: str, path: Any) -> None:
         show_info(f"{case_key} cached in {path}")

@@ -86,3 +86,28 @@ def test_reopening_resumes_at_the_first_unreviewed_item(make_napari_viewer, qtbo
     settle()
     assert panel.selected_ids == ["finding/2"]
     assert [panel.tree.topLevelItem(i).text(6) for i in range(3)] == ["accept", "accept", ""]
+
+
+def test_the_case_queue_filters_and_opens_cases(make_napari_viewer, qtbot, sample_copy,
+                                                reviewer, tmp_path):
+    root = multi_case_root(sample_copy, 3)
+    qc = tmp_path / "qc.csv"
+    qc.write_text("dataset,case,check,item,detail\nrexgroundingct,train_3_a_1,empty mask,"
+                  "finding/0,\n")
+    viewer = make_napari_viewer(show=True)
+    dataset = open_dataset(root)
+    panel = show_case(viewer, dataset.open_case(CASE), dataset=dataset, qc=qc)
+    queue = panel.queue
+    assert "Case queue" in " ".join(viewer.window.dock_widgets)
+    qtbot.waitUntil(lambda: "3 findings" in queue.list.topLevelItem(0).text(4), timeout=20000)
+    assert queue.shown_ids() == [CASE, "train_2_a_1", "train_3_a_1"]
+    press(viewer, Qt.Key.Key_R, ALT)  # reject the first finding of the first case
+    queue.set_filter("has rejections")
+    assert queue.shown_ids() == [CASE]
+    queue.set_filter("unreviewed")
+    assert queue.shown_ids() == ["train_2_a_1", "train_3_a_1"]
+    queue.set_filter("flagged by qc")
+    assert queue.shown_ids() == ["train_3_a_1"]
+    queue.list.setCurrentItem(queue.list.topLevelItem(0))
+    qtbot.keyClick(queue.list, Qt.Key.Key_Return)  # Enter opens it
+    assert panel.case.id == "train_3_a_1"

@@ -1,0 +1,100 @@
+"""The case queue: a dataset's cases with their review state, filtered and sorted (no Qt).
+
+Rows come from what is cheap to know for every case: the reader's one-line summary, the
+decisions in the review log, the cases a ``qc`` CSV flagged and, once a model has been
+evaluated, per-case scores. Opening a case is never needed to list it.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .model import GroundingError
+from .review import Decision
+
+FILTERS = ("all cases", "unreviewed", "in progress", "has rejections", "flagged by qc",
+           "low quality")
+SORTS = ("dataset order", "fewest decisions first", "most rejections first", "worst score first")
+REJECTING = ("reject", "needs_fix")
+
+
+@dataclass
+class QueueRow:
+    case_id: str
+    summary: str = ""
+    decided: int = 0
+    rejected: int = 0
+    qc_flags: list[str] = field(default_factory=list)
+    score: float | None = None  # e.g. a model's mean Dice on the case, lower is worse
+
+    @property
+    def low_quality(self) -> bool:
+        return "LOW" in self.summary.split()
+
+
+def case_of(key: str) -> str:
+    """The case id in a review key ``<key space>/<case>/<item id>``."""
+    parts = key.split("/")
+    return parts[1] if len(parts) > 2 else ""
+
+
+def queue_rows(case_ids: list[str], decisions: Mapping[str, Decision] | None = None,
+               summaries: Mapping[str, str] | None = None,
+               qc_flags: Mapping[str, list[str]] | None = None,
+               scores: Mapping[str, float] | None = None) -> list[QueueRow]:
+    rows = {c: QueueRow(c, (summaries or {}).get(c, "")) for c in case_ids}
+    for key, decision in (decisions or {}).items():
+        row = rows.get(case_of(key))
+        if row is not None:
+            row.decided += 1
+            row.rejected += decision.verdict in REJECTING
+    for case_id, flags in (qc_flags or {}).items():
+        if case_id in rows:
+            rows[case_id].qc_flags = list(flags)
+    for case_id, score in (scores or {}).items():
+        if case_id in rows:
+            rows[case_id].score = score
+    return list(rows.values())
+
+
+def keep(row: QueueRow, chosen: str, text: str = "") -> bool:
+    """Whether a row passes a filter (one of ``FILTERS``) and a free-text search."""
+    if text and text.lower() not in f"{row.case_id} {row.summary}".lower():
+        return False
+    return {
+        "all cases": True,
+        "unreviewed": row.decided == 0,
+        "in progress": row.decided > 0,
+        "has rejections": row.rejected > 0,
+        "flagged by qc": bool(row.qc_flags),
+        "low quality": row.low_quality,
+    }[chosen]
+
+
+def sort_rows(rows: Iterable[QueueRow], how: str) -> list[QueueRow]:
+    rows = list(rows)
+    if how == "fewest decisions first":
+        return sorted(rows, key=lambda r: r.decided)
+    if how == "most rejections first":
+        return sorted(rows, key=lambda r: -r.rejected)
+    if how == "worst score first":
+        return sorted(rows, key=lambda r: (r.score is None, r.score if r.score is not None else 0))
+    return rows
+
+
+def read_qc_flags(path: str | Path) -> dict[str, list[str]]:
+    """Case id -> the checks a ``napari-grounding qc`` CSV flagged for it."""
+    flags: dict[str, list[str]] = {}
+    try:
+        with open(path, newline="", encoding="utf-8") as file:
+            reader = csv.DictReader(file)
+            if reader.fieldnames is None or "case" not in reader.fieldnames:
+                raise GroundingError(f"{path}: not a qc CSV (no 'case' column)")
+            for row in reader:
+                flags.setdefault(row["case"], []).append(row.get("check") or "")
+    except (OSError, UnicodeDecodeError, csv.Error) as err:
+        raise GroundingError(f"--qc {path}: cannot read ({err})") from None
+    return flags

@@ -1,0 +1,40 @@
+"""The case queue's rows, filters and sorting, and reading a qc CSV (no viewer)."""
+
+from __future__ import annotations
+
+import pytest
+
+from napari_grounding.case_queue import keep, queue_rows, read_qc_flags, sort_rows
+from napari_grounding.model import GroundingError
+from napari_grounding.review import Decision
+
+
+def decision(key: str, verdict: str) -> Decision:
+    return Decision(key, verdict, "", "ada", "2026-11-27T10:00:00Z")
+
+
+def test_rows_count_decisions_and_rejections_per_case():
+    decisions = {k: decision(k, v) for k, v in [
+        ("ct-rate/a/finding/0", "accept"), ("ct-rate/a/finding/1", "reject"),
+        ("ct-rate/c/finding/0", "needs_fix"), ("ct-rate/zz/finding/0", "reject")]}
+    rows = queue_rows(["a", "b", "c"], decisions, {"b": "RCA 0.640 LOW"}, {"c": ["empty mask"]},
+                      {"a": 0.9, "b": 0.2})
+    assert [(r.case_id, r.decided, r.rejected) for r in rows] == [("a", 2, 1), ("b", 0, 0),
+                                                                  ("c", 1, 1)]
+    assert [r.case_id for r in rows if keep(r, "unreviewed")] == ["b"]
+    assert [r.case_id for r in rows if keep(r, "has rejections")] == ["a", "c"]
+    assert [r.case_id for r in rows if keep(r, "flagged by qc")] == ["c"]
+    assert [r.case_id for r in rows if keep(r, "low quality")] == ["b"]
+    assert [r.case_id for r in rows if keep(r, "all cases", "low")] == ["b"]
+    assert [r.case_id for r in sort_rows(rows, "fewest decisions first")] == ["b", "c", "a"]
+    assert [r.case_id for r in sort_rows(rows, "worst score first")] == ["b", "a", "c"]
+
+
+def test_qc_csv_flags(tmp_path):
+    path = tmp_path / "qc.csv"
+    path.write_text("dataset,case,check,item,detail\nx,a,empty mask,finding/0,\n"
+                    "x,a,shape,mask/1,\nx,b,entity count,finding/2,4\n")
+    assert read_qc_flags(path) == {"a": ["empty mask", "shape"], "b": ["entity count"]}
+    (tmp_path / "bad.csv").write_text("id,what\n1,2\n")
+    with pytest.raises(GroundingError, match="not a qc CSV"):
+        read_qc_flags(tmp_path / "bad.csv")
