@@ -67,7 +67,8 @@ def _layer_name(case: Case, annotation: Annotation) -> str:
     items = case.items_linked_to(annotation.id)
     name = short_name(items[0].id if items else annotation.id)
     name += f" {annotation.kind}" if annotation.kind != "mask" else ""
-    return name if annotation.set == "ground truth" else f"{name} · {annotation.set}"
+    first_set = next(iter(case.annotations.values())).set
+    return name if annotation.set == first_set else f"{name} · {annotation.set}"
 
 
 def mask_layer(case: Case, mask: MaskAnnotation, slot: int) -> LayerData:

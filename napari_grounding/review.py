@@ -298,6 +298,15 @@ def default_log_path(data_root: str | Path, dataset: str, reviewer: str) -> Path
     return user_data_path(APP) / "reviews" / name
 
 
+def data_root(dataset: object, case: Case) -> Path:
+    """The folder a dataset was opened from (its root, or its file's), for the default log."""
+    root = getattr(dataset, "root", None) or getattr(dataset, "path", None)
+    if root is not None:
+        return Path(root)
+    sources = [i.source for i in case.images.values() if i.source]
+    return Path(sources[0]).parent if sources else user_data_path(APP)
+
+
 def _writable(folder: Path) -> bool:
     return folder.is_dir() and os.access(folder, os.W_OK | os.X_OK)
 

@@ -271,6 +271,17 @@ class Session:
         keys = [self.case.item_key(i) for i in self.reviewable_items()]
         return tuple(self.review.progress(keys))
 
+    def resume_case(self) -> str | None:
+        """The case of the reviewer's latest decision in this dataset's key space, if listed."""
+        if self.review is None or self.case is None:
+            return None
+        space = self.case.key.split("/")[0]
+        mine = [d for d in self.review.decisions().values() if d.key.startswith(f"{space}/")]
+        if not mine:
+            return None
+        latest = max(mine, key=lambda d: d.time).key.split("/")[1]
+        return latest if latest in self.case_ids else None
+
     def next_unreviewed(self) -> str | None:
         """Select the next reviewable item without a verdict (after the selected one, wrapping);
         when the case is done, ask for the next case. Returns the item id, or None."""

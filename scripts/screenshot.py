@@ -1,10 +1,12 @@
-"""Refresh the README screenshots: napari with the panel, on the CT and CXR samples.
+"""Refresh the README screenshots: napari with the panel, on the CT and CXR samples, and a
+review in progress.
 
 Run under a virtual X server (``make screenshot`` does): napari needs OpenGL to draw.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 import tempfile
 import time
@@ -19,19 +21,29 @@ from napari_grounding.sample_cxr import write_chexmask_sample
 from napari_grounding.widgets.launch import show_case
 
 
-def snap(dataset, item: str, out: Path, contours: bool = False) -> None:
-    viewer = napari.Viewer(title="napari-grounding", show=True)
-    viewer.window.resize(1500, 900)
-    panel = show_case(viewer, dataset.open_case(dataset.case_ids()[0]), item=item,
-                      dataset=dataset)
+def settle(panel, seconds: float = 30) -> None:
     app = QApplication.instance()
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + seconds
     while panel.stats is None and time.monotonic() < deadline:
         app.processEvents()
         time.sleep(0.02)
-    panel.session.set_display("all", contours=contours)
-    for _ in range(20):
+    for _ in range(30):
         app.processEvents()
+        time.sleep(0.01)
+
+
+def snap(dataset, item: str, out: Path, contours: bool = False,
+         verdicts: dict[str, str] | None = None) -> None:
+    viewer = napari.Viewer(title="napari-grounding", show=True)
+    viewer.window.resize(1500, 950)
+    panel = show_case(viewer, dataset.open_case(dataset.case_ids()[0]), dataset=dataset)
+    settle(panel)
+    for item_id, verdict in (verdicts or {}).items():
+        panel.select_items([item_id])
+        panel.session.record(verdict, "too small" if verdict == "needs_fix" else None)
+    panel.select_items([item])
+    panel.session.set_display("all", contours=contours)
+    settle(panel)
     out.parent.mkdir(parents=True, exist_ok=True)
     viewer.screenshot(str(out), canvas_only=False, flash=False)
     viewer.close()
@@ -40,10 +52,17 @@ def snap(dataset, item: str, out: Path, contours: bool = False) -> None:
 
 def main(folder: Path) -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        snap(open_dataset(write_sample(Path(tmp) / "ct")), "finding/1", folder / "screenshot.png")
+        os.environ["XDG_CONFIG_HOME"] = str(Path(tmp) / "config")  # a reviewer of our own
+        from napari_grounding.review import remember_reviewer
+
+        remember_reviewer("Dr Example")
+        ct = open_dataset(write_sample(Path(tmp) / "ct"))
+        snap(ct, "finding/1", folder / "screenshot.png")
         csv_path = write_chexmask_sample(Path(tmp) / "cxr")
         snap(open_dataset(csv_path, images=Path(tmp) / "cxr" / "mimic-cxr-jpg"),
              "structure/heart", folder / "screenshot-cxr.png", contours=True)
+        snap(ct, "finding/2", folder / "screenshot-review.png",
+             verdicts={"finding/0": "accept", "finding/1": "needs_fix"})
 
 
 if __name__ == "__main__":

@@ -141,9 +141,9 @@ class CaseCanvas:
             order = PLANE_ORDERS[best_plane(target, plane)]
             if tuple(dims.order) != order:
                 dims.order = order
-        for axis in range(target.centre.size):
-            if axis + offset not in dims.displayed:
-                dims.set_point(axis + offset, float(target.centre[axis]))
+        sliced = [a for a in range(target.centre.size) if a + offset not in dims.displayed]
+        if sliced:  # one dims event, so each layer is sliced once
+            dims.set_point([a + offset for a in sliced], [float(target.centre[a]) for a in sliced])
         image_layer = self.image_layer(target.image)
         if image_layer is None or dims.ndisplay != 2:
             return

@@ -18,7 +18,7 @@ from qtpy.QtWidgets import QLabel, QVBoxLayout, QWidget
 
 from ..layers import case_layers, grounding_meta
 from ..model import Case, GroundingError
-from ..review import ReviewLog, default_log_path, remembered_reviewer
+from ..review import ReviewLog, data_root, default_log_path, remembered_reviewer
 from ..session import Session
 from . import background
 from .case_bar import CaseBar
@@ -73,7 +73,7 @@ class GroundingPanel(QWidget):
         self.queue = CaseQueue(self.session)
         self._queue_docked = False
         self._ahead: tuple[str, Case] | None = None  # the next case, opened in the background
-        self.setMinimumWidth(480)  # room for the sentence next to its badges and numbers
+        self.setMinimumWidth(520)  # room for the sentence next to its badges, numbers, verdict
         layout = QVBoxLayout(self)
         for widget in (self.case_bar, self.title, self.problems, self.filter_form):
             layout.addWidget(widget)
@@ -186,11 +186,7 @@ class GroundingPanel(QWidget):
         case = self.session.case
         if case is None:
             return None
-        dataset = self.session.dataset
-        root = getattr(dataset, "root", None) or getattr(dataset, "path", None)
-        if root is None:
-            sources = [i.source for i in case.images.values() if i.source]
-            root = Path(sources[0]).parent if sources else Path.home()
+        root = data_root(self.session.dataset, case)
         return default_log_path(root, case.key.split("/")[0], reviewer)
 
     def open_review(self, reviewer: str | None = None) -> None:
@@ -211,17 +207,11 @@ class GroundingPanel(QWidget):
         self.session.set_review(log)
 
     def resume(self) -> None:
-        """Go to the case of the reviewer's latest decision in this dataset (its first item
-        still to review is selected when it opens)."""
-        log, case = self.session.review, self.session.case
-        if log is None or case is None:
-            return
-        space = case.key.split("/")[0]
-        mine = [d for d in log.decisions().values() if d.key.startswith(f"{space}/")]
-        if mine:
-            latest = max(mine, key=lambda d: d.time).key.split("/")[1]
-            if latest in self.session.case_ids:
-                self.session.request_case(latest)
+        """Go to the case of the reviewer's latest decision in this dataset (it opens on its
+        first item still to review)."""
+        case_id = self.session.resume_case()
+        if case_id is not None:
+            self.session.request_case(case_id)
 
     def _on_case(self, case: Case | None) -> None:
         if case is None:
@@ -253,7 +243,28 @@ class GroundingPanel(QWidget):
             self._ahead = (case_id, case)
 
     def _on_cached(self, case_key: str, path: Any) -> None:
-        show_info(f"{case_key} cached in {path}")
+        """The cache of the open case is written: its layers read from it from now on (a
+        ``.nii.gz`` must be inflated from its start for every slice; the cache need not)."""
+        case = self.session.case
+        if case is None or case.key != case_key:
+            return
+        from ..store import open_cache
+
+        try:
+            cached, masks = open_cache(Path(path), "ct")
+        except (GroundingError, OSError, KeyError, ValueError) as err:
+            show_warning(f"{case.id}: cache written but not readable ({err}); reading the source")
+            return
+        ct = case.images["ct"]
+        if cached.data.shape != ct.data.shape or cached.data.dtype != ct.data.dtype:
+            return
+        ct.data, ct.reads = cached.data, cached.reads
+        ct.meta["cache"] = str(path)
+        for mask_id, data in masks.items():
+            annotation = case.annotations.get(mask_id)
+            if annotation is not None and data.shape == annotation.data.shape:
+                annotation.data = data
+        self.link.reload_data()
 
     def _select_first(self) -> None:
         """A case opens on its first item still to review, else its first grounded item."""

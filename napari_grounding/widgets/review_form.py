@@ -36,11 +36,14 @@ class ReviewForm(QWidget):
         verdicts.setContentsMargins(0, 0, 0, 0)
         for verdict in VERDICTS:
             key = key_for(verdict.replace("_", " "))
-            button = QPushButton(f"{VERDICT_NAMES[verdict]} ({key})")
+            button = QPushButton(VERDICT_NAMES[verdict])
+            button.setToolTip(f"{VERDICT_NAMES[verdict]} the selected item ({key})")
             button.clicked.connect(lambda _c=False, v=verdict: self._record(v))
             verdicts.addWidget(button)
             self.buttons[verdict] = button
-        self.next_button = QPushButton(f"Next unreviewed ({key_for('next unreviewed')})")
+        self.next_button = QPushButton("Next")
+        self.next_button.setToolTip(f"Next unreviewed item, then the next case "
+                                    f"({key_for('next unreviewed')})")
         self.next_button.clicked.connect(lambda: self.session.next_unreviewed())
         verdicts.addWidget(self.next_button)
         self.comment = QLineEdit()
@@ -49,6 +52,10 @@ class ReviewForm(QWidget):
         self.comment.returnPressed.connect(self._save_comment)
         self.status = QLabel()
         self.status.setWordWrap(True)
+        keys = " · ".join(f"{key_for(d)} {d}" for d in ("accept", "reject", "needs fix", "unsure",
+                                                      "next unreviewed", "comment"))
+        self.keys_hint = QLabel(f"<small>Keys: {keys}</small>")
+        self.keys_hint.setWordWrap(True)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         row = QHBoxLayout()
@@ -57,6 +64,7 @@ class ReviewForm(QWidget):
         layout.addLayout(row)
         layout.addLayout(verdicts)
         layout.addWidget(self.comment)
+        layout.addWidget(self.keys_hint)
         layout.addWidget(self.status)
         session.selection_changed.connect(self._on_selection)
         session.verdict_recorded.connect(self._on_recorded)

@@ -13,7 +13,7 @@ from ..filters import kept_items
 from ..model import Case
 from ..session import Session
 from .review_form import VERDICT_COLOURS
-from .text_tree import STATS_COLUMNS, TextTree
+from .text_tree import REVIEW_COLUMN, STATS_COLUMNS, TextTree
 
 
 class TextPane(QSplitter):
@@ -53,7 +53,9 @@ class TextPane(QSplitter):
         three_d = any(i.data.ndim == 3 for i in case.images.values())
         for column in STATS_COLUMNS:
             ct_only = column in (3, 5)  # mL and slice range
-            self.tree.setColumnHidden(column, not has_masks or (ct_only and not three_d))
+            pixels_only = column == 2  # a CT shows mL; its voxel count is in the details
+            self.tree.setColumnHidden(column, not has_masks or (ct_only and not three_d)
+                                      or (pixels_only and three_d))
         self.tree.populate(case)
         self._show_verdicts()
 
@@ -61,6 +63,7 @@ class TextPane(QSplitter):
         case, log = self.session.case, self.session.review
         if case is None:
             return
+        self.tree.setColumnHidden(REVIEW_COLUMN, log is None)
         decisions = log.decisions() if log is not None else {}
         for item in case.walk():
             decision = decisions.get(case.item_key(item))

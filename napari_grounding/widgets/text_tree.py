@@ -125,7 +125,7 @@ class TextTree(QTreeWidget):
         header = self.header()
         others = sum(header.sectionSize(c) for c in range(1, self.columnCount())
                      if not self.isColumnHidden(c))
-        self.setColumnWidth(0, max(160, self.viewport().width() - others))
+        self.setColumnWidth(0, max(140, self.viewport().width() - others))
 
     def populate(self, case: Case) -> None:
         self.clear()

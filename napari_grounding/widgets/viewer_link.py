@@ -83,6 +83,18 @@ class ViewerLink:
                 self._apply_window(self.session.window)
         self.canvas.apply_to(layer, meta, self.display_state())
 
+    def reload_data(self) -> None:
+        """Point the case's image and mask layers at the arrays the case now holds (its cache)."""
+        if self.canvas is None:
+            return
+        case = self.session.case
+        for layer, meta in self.canvas.layers():
+            if meta["role"] == "image" and not layer.multiscale:
+                layer.data = case.images[meta["image"]].data
+            elif meta["role"] == "annotation" and layer._type_string == "labels":
+                mask = case.annotations[meta["annotation"]]
+                layer.data = case.images[mask.image].orientation.to_display(mask.data)
+
     def _on_inserted(self, event: Any) -> None:
         self.adopt(event.value)
 

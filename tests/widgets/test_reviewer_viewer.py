@@ -273,3 +273,27 @@ def test_the_binding_asked_for_is_the_one_used(make_napari_viewer):
     make_napari_viewer()
     wanted = os.environ.get("QT_API", "pyqt6")
     assert qtpy.API_NAME.lower() == wanted.lower()
+
+
+def test_open_layers_switch_to_the_cache_once_written(make_napari_viewer, qtbot, tmp_path,
+                                                      monkeypatch):
+    from napari_grounding.readers import open_case
+
+    monkeypatch.setenv("NAPARI_GROUNDING_CACHE", str(tmp_path / "cache"))
+    root = write_sample(tmp_path / "s")
+    viewer = make_napari_viewer(show=True)
+    panel = show_case(viewer, open_case(root))
+    source_ct = panel.case.images["ct"].data
+    source_mask = panel.case.annotations["mask/1"].data
+    qtbot.waitUntil(lambda: "cache" in panel.case.images["ct"].meta, timeout=30000)
+    ct_layer = viewer.layers["CT"]
+    assert ct_layer.data is panel.case.images["ct"].data is not source_ct
+    reads = panel.case.images["ct"].reads
+    start = reads.chunks
+    viewer.dims.set_current_step(0, 55)  # a slice in a cache chunk not read yet
+    viewer.screenshot(canvas_only=True, flash=False)
+    assert reads.chunks > start  # slices now come from the cache
+    np.testing.assert_array_equal(np.asarray(ct_layer.data[55]), np.asarray(source_ct[55]))
+    ct = panel.case.images["ct"]
+    np.testing.assert_array_equal(np.asarray(viewer.layers["finding 1"].data),
+                                  np.asarray(ct.orientation.to_display(source_mask)))
