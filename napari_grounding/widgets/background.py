@@ -26,10 +26,11 @@ def run(func: Callable[..., Any], *args: Any, desc: str, on_done: Callable[[Any]
         failure: str) -> Any:
     """Run ``func(*args)`` in a thread with an activity entry; ``on_done`` gets its result."""
     bar = progress(total=0, desc=desc)
-    worker = create_worker(func, *args, _start_thread=False)
-    worker.returned.connect(on_done)
-    worker.errored.connect(lambda err: show_warning(f"{failure}: {err}"))
-    worker.finished.connect(bar.close)
+    # "errored" given here: superqt re-raises on the Qt thread unless it is, whatever else is
+    # connected later
+    worker = create_worker(func, *args, _start_thread=False, _connect={
+        "returned": on_done, "errored": lambda err: show_warning(f"{failure}: {err}"),
+        "finished": bar.close})
     worker.start()
     return worker
 

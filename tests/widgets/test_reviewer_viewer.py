@@ -297,3 +297,18 @@ def test_open_layers_switch_to_the_cache_once_written(make_napari_viewer, qtbot,
     ct = panel.case.images["ct"]
     np.testing.assert_array_equal(np.asarray(viewer.layers["finding 1"].data),
                                   np.asarray(ct.orientation.to_display(source_mask)))
+
+
+def test_a_failing_background_job_is_a_notification(make_napari_viewer, qtbot, sample_root,
+                                                    tmp_path, monkeypatch):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the cache folder should be")
+    monkeypatch.setenv("NAPARI_GROUNDING_CACHE", str(blocker / "zarr"))  # the write must fail
+    viewer = make_napari_viewer(show=True)
+    before = len(notification_manager.records)
+    panel = show_case(viewer, open_dataset(sample_root).open_case(CASE))
+    qtbot.waitUntil(lambda: any("could not cache" in m for m in errors_since(before)),
+                    timeout=20000)
+    press(viewer, Qt.Key.Key_Down)  # the viewer goes on
+    assert panel.selected_ids == ["finding/1"]
+    assert "cache" not in panel.case.images["ct"].meta
