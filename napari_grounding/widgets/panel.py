@@ -11,7 +11,7 @@ import html
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from napari.utils.notifications import show_error, show_info, show_warning
+from napari.utils.notifications import show_error, show_warning
 from qtpy.QtCore import QEvent, Qt
 from qtpy.QtGui import QKeySequence, QShortcut
 from qtpy.QtWidgets import QLabel, QVBoxLayout, QWidget
