@@ -166,7 +166,7 @@ def test_lazy_viewing_reads_few_slices(make_napari_viewer, qtbot, tmp_path, monk
     assert viewer.dims.current_step[0] == round(display_centre(case, 0)[0])
 
 
-def test_lps_and_ras_files_look_the_same(make_napari_viewer, tmp_path, phantom):
+def test_lps_and_ras_files_look_the_same(make_napari_viewer, qtbot, tmp_path, phantom):
     from napari_grounding.sample import ras_copy
     from tests.conftest import save_nifti
 
@@ -176,8 +176,10 @@ def test_lps_and_ras_files_look_the_same(make_napari_viewer, tmp_path, phantom):
     for path in (lps, ras):
         viewer = make_napari_viewer(show=True)
         viewer.window.resize(900, 700)
+        qtbot.waitExposed(viewer.window._qt_window)
         show_case(viewer, open_case(path))
         viewer.dims.set_current_step(0, 20)
+        qtbot.wait(100)
         shots.append(viewer.screenshot(canvas_only=True, flash=False))
     assert shots[0].shape == shots[1].shape
     assert shots[0][..., :3].std() > 5
