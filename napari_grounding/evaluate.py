@@ -35,7 +35,7 @@ def evaluate_case(path: str, images: str | None, case_id: str, pred: str, name: 
     before = len(case.problems)
     add_predictions(case, pred, name, threshold)
     scores = item_scores(case, case.reference_set, name)
-    missing = [i for i in scored_items(case, case.reference_set) if scores[i.id].missing]
+    missing = [i for i in scored_items(case, case.reference_set, name) if scores[i.id].missing]
     gt_masks = {i.id: next((a for a in case.annotations_in(i, case.reference_set)
                             if isinstance(a, MaskAnnotation)), None) for i in missing}
     known = {k: m for k, m in gt_masks.items() if m is not None}

@@ -237,6 +237,9 @@ class Case:
     key_space: str = ""
     # annotation sets added after reading (a second annotator, predictions), in order
     added_sets: list[str] = field(default_factory=list)
+    # set name -> the items an added set speaks for (an item in scope without annotations of
+    # that set: the set found nothing there)
+    set_scopes: dict[str, list[str]] = field(default_factory=dict)
     # derived numbers (mask statistics, ...) computed once per opening
     cache: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
@@ -297,9 +300,10 @@ class Case:
         return [a for a in self.annotations_of(item) if a.set == set_name]
 
     def add_set(self, name: str, annotations: list[Annotation],
-                links: dict[str, list[str]] | None = None) -> None:
+                links: dict[str, list[str]] | None = None, scope: list[str] | None = None) -> None:
         """Add a named annotation set: each annotation is linked to the items named in
-        ``links`` (item id -> annotation ids), or else to the items linking its ``base``."""
+        ``links`` (item id -> annotation ids), or else to the items linking its ``base``;
+        ``scope`` names the items the set speaks for (default: those it links)."""
         if name in self.sets():
             raise GroundingError(f"case {self.id} already has an annotation set named {name!r}")
         clash = [a.id for a in annotations if a.id in self.annotations]
@@ -314,4 +318,5 @@ class Case:
                     links.setdefault(item.id, []).append(a.id)
         for item in self.walk():
             item.annotations += [a for a in links.get(item.id, []) if a not in item.annotations]
+        self.set_scopes[name] = list(scope if scope is not None else links)
         self.cache.pop("stats", None)  # statistics cover the new annotations too

@@ -207,7 +207,8 @@ def _add_boxes(case: Case, path: Path, name: str) -> None:
         shown = "; ".join(problems[:3]) + (f" (and {len(problems) - 3} more)" if len(problems) > 3 else "")
         case.problems.append(f"prediction {path.name}, study {case.id}: {shown}; not drawn")
         return
-    case.add_set(name, boxes, links)
+    # every answer is in scope: one the JSON leaves out was predicted to have no box
+    case.add_set(name, boxes, links, scope=[i.id for i in case.walk() if i.id.startswith("answer/")])
 
 
 def _box(xyxy: Any, box_id: str, image: str, name: str) -> BoxAnnotation | None:

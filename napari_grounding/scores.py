@@ -225,9 +225,12 @@ def mask_scores_many(triples: list[tuple[str, Any, Any]]) -> list[ItemScore]:
 
 
 # -- a case --------------------------------------------------------------------------------
-def scored_items(case: Case, gt_set: str) -> list[TextItem]:
-    """Items with at least one annotation of ``gt_set``: one score (and CSV row) each."""
-    return [i for i in case.walk() if case.annotations_in(i, gt_set)]
+def scored_items(case: Case, gt_set: str, pred_set: str | None = None) -> list[TextItem]:
+    """Items with at least one annotation of ``gt_set`` (and, when ``pred_set`` was added, in
+    its scope): one score (and CSV row) each."""
+    scope = case.set_scopes.get(pred_set) if pred_set else None
+    return [i for i in case.walk() if case.annotations_in(i, gt_set)
+            and (scope is None or i.id in scope)]
 
 
 def _first(annotations: list[Annotation], kind: type) -> Any:
@@ -236,14 +239,16 @@ def _first(annotations: list[Annotation], kind: type) -> Any:
 
 def item_scores(case: Case, gt_set: str | None = None, pred_set: str | None = None
                 ) -> dict[str, ItemScore]:
-    """Per item with ground truth: its scores, ``gt_set`` (default the case's own set) against
-    ``pred_set`` (default the last set added). Items the prediction lacks are ``missing``."""
+    """Per item with ground truth (in the prediction's scope): its scores, ``gt_set`` (default
+    the case's own set) against ``pred_set`` (default the last set added). Without that set
+    (no prediction for the case) every item is ``missing``."""
     gt_set = gt_set or case.reference_set
     pred_set = pred_set or (case.added_sets[-1] if case.added_sets else None)
     loaded = pred_set is not None and pred_set in case.sets()
     out: dict[str, ItemScore] = {}
     masks: list[tuple[str, Any, Any]] = []
-    for item in scored_items(case, gt_set):
+    items = scored_items(case, gt_set, pred_set)
+    for item in items:
         gt = case.annotations_in(item, gt_set)
         pred = case.annotations_in(item, pred_set) if loaded else []
         gt_mask, pred_mask = _first(gt, MaskAnnotation), _first(pred, MaskAnnotation)
@@ -257,4 +262,4 @@ def item_scores(case: Case, gt_set: str | None = None, pred_set: str | None = No
             out[item.id] = ItemScore(item.id, "mask" if gt_mask is not None else "box", missing=True)
     for score in mask_scores_many(masks) if masks else []:
         out[score.item] = score
-    return {i.id: out[i.id] for i in scored_items(case, gt_set)}
+    return {i.id: out[i.id] for i in items}
