@@ -135,18 +135,18 @@ def _describe(args: argparse.Namespace) -> None:
 
 
 def _scores(case: Case, args: argparse.Namespace) -> Any:
-    """Per-item scores of the predictions against the case's own set, when --pred is given."""
-    if not args.pred:
+    """Per-item scores of the predictions (or the --compare set) against the case's own set."""
+    if not (args.pred or case.added_sets):
         return None
     from .scores import item_scores
 
-    return item_scores(case, case.reference_set, args.pred_name)
+    return item_scores(case, case.reference_set, args.pred_name if args.pred else case.added_sets[-1])
 
 
 def _score_text(score: Any) -> str:
     if score.missing:
         return "no prediction"
-    parts = [f"Dice {score.dice:.3f}"] if score.dice is not None else []
+    parts = [f"Dice {score.dice:.3f}, IoU {score.iou:.3f}"] if score.dice is not None else []
     parts.append(f"instances {score.matched}/{score.gt_instances} matched, {score.pred_instances} "
                  f"predicted, F1 {score.instance_f1:.3f}")
     return ", ".join(parts)

@@ -131,7 +131,9 @@ def test_describe_text_lists_sets_and_scores(capsys, tmp_path, sample_root, phan
     code, out, _ = run(capsys, "describe", str(sample_root), "--pred", str(pred))
     expected = numpy_dice(phantom.masks[1], shifted(phantom.masks)[1])
     assert code == 0 and "annotation sets: ground truth, prediction" in out
-    assert f"finding/1: Dice {expected:.3f}, instances 1/1 matched, 1 predicted, F1 1.000" in out
+    iou = expected / (2 - expected)
+    assert (f"finding/1: Dice {expected:.3f}, IoU {iou:.3f}, instances 1/1 matched, 1 predicted, "
+            "F1 1.000") in out
 
 
 def test_cli_warns_about_a_prediction_of_the_wrong_shape(capsys, tmp_path, sample_root):
@@ -239,3 +241,10 @@ def test_garbage_json_is_one_line_and_exit_2(capsys, tmp_path, qba_root):
     pred.write_text("[1, 2]")
     code, _, err = run(capsys, "describe", str(qba_root), "--pred", str(pred))
     assert code == 2 and "expected {study: {question/answer: {image:" in err
+
+
+def test_describe_compare_prints_the_scores_of_the_second_set(capsys, tmp_path):
+    csv_path = write_chexmask_sample(tmp_path / "cxr")
+    code, out, _ = run(capsys, "describe", str(csv_path), "--case", DICOM_IDS[0], "--compare", str(csv_path))
+    assert code == 0 and f"annotation sets: {MODEL_SET}, MIMIC-CXR-JPG" in out
+    assert "structure/heart: Dice 1.000, IoU 1.000, instances 1/1 matched, 1 predicted, F1 1.000" in out
