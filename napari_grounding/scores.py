@@ -202,19 +202,14 @@ def mask_scores(item: str, gt: Any, pred: Any) -> ItemScore:
 def mask_scores_many(triples: list[tuple[str, Any, Any]]) -> list[ItemScore]:
     """Scores of (item, gt mask, predicted mask) triples; masks numpy or dask, same shape."""
     firsts = _first_pass([(g, p) for _, g, p in triples])
-    crops = []
-    for (_, g, p), first in zip(triples, firsts, strict=True):
-        box = first["box"]
-        crops.append(None if box is None else (_as_dask(g)[box], _as_dask(p)[box] != 0))
-    (cropped,) = compute_isolated([c for c in crops if c is not None])
-    cropped = iter(cropped)
     out = []
-    for (item, _, _), first, crop in zip(triples, firsts, crops, strict=True):
+    for (item, g, p), first in zip(triples, firsts, strict=True):
         gt_voxels, pred_voxels, both = (int(v) for v in first["sums"])
         dice, iou = overlap_scores(gt_voxels, pred_voxels, both)
         gt_count, pred_count, matched = len(first["sizes"]), 0, 0
-        if crop is not None:
-            g_box, p_box = next(cropped)
+        box = first["box"]
+        if box is not None:  # one item's box at a time: memory is the largest box, not their sum
+            g_box, p_box = compute_isolated(_as_dask(g)[box], _as_dask(p)[box] != 0)
             labelled, pred_count = components(p_box)
             matched = greedy_matches(instance_pairs(g_box, labelled, first["sizes"]))
         precision, recall, f1 = instance_scores(gt_count, pred_count, matched)
