@@ -258,3 +258,16 @@ def item_scores(case: Case, gt_set: str | None = None, pred_set: str | None = No
     for score in mask_scores_many(masks) if masks else []:
         out[score.item] = score
     return {i.id: out[i.id] for i in items}
+
+
+def badness(score: ItemScore) -> float:
+    """One number per item, lower is worse: Dice for masks, F1 for boxes, -1 when missing."""
+    if score.missing:
+        return -1.0
+    value = score.dice if score.dice is not None else score.instance_f1
+    return float(value) if value is not None else -1.0
+
+
+def worst_first(scores: dict[str, ItemScore]) -> list[str]:
+    """Item ids, the worst scored first (ties keep reading order)."""
+    return sorted(scores, key=lambda item: badness(scores[item]))

@@ -9,12 +9,14 @@ import pytest
 from napari_grounding.colours import ERROR_COLOURS, error_colormap
 from napari_grounding.model import BoxAnnotation
 from napari_grounding.scores import (
+    ItemScore,
     box_iou,
     box_scores,
     error_labels,
     greedy_matches,
     instance_scores,
     mask_scores,
+    worst_first,
 )
 
 
@@ -146,3 +148,11 @@ def test_box_scores_per_predicted_box():
     assert (s.gt_instances, s.pred_instances, s.matched) == (2, 3, 1)
     assert s.instance_precision == pytest.approx(1 / 3) and s.instance_recall == 0.5
     assert s.hit
+
+
+def test_worst_first():
+    scores = {"a": mask_scores("a", cube(), cube()),  # Dice 1
+              "b": mask_scores("b", cube(), cube(lo=(3, 2, 2))),  # Dice 0.75
+              "c": ItemScore("c", "mask", missing=True),
+              "d": box_scores("d", [box((0, 0, 10, 10))], [box((0, 0, 10, 10), set_name="p")])}  # F1 1
+    assert worst_first(scores) == ["c", "b", "a", "d"]
