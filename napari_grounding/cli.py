@@ -36,6 +36,7 @@ def _parser() -> argparse.ArgumentParser:
             p.add_argument("--case", metavar="NAME", help="case id (default: the first case)")
             p.add_argument("--compare", metavar="CSV",
                            help="a second annotation set of the same form (CheXmask)")
+            _prediction_options(p)
         return p
 
     view = verb("view", "open napari with the plugin on a case")
@@ -56,11 +57,26 @@ def _parser() -> argparse.ArgumentParser:
         job.add_argument("--scheduler", metavar="ADDRESS",
                          help="a dask.distributed scheduler (default: local threads)")
         job.add_argument("--workers", type=int, metavar="N", help="local threads")
+    evaluate = verb("evaluate", "score a model's predictions per item into a CSV", with_case=False)
+    _prediction_options(evaluate, required=True)
+    evaluate.add_argument("--out", required=True, metavar="FILE.csv", help="CSV file to write")
+    evaluate.add_argument("--scheduler", metavar="ADDRESS",
+                          help="a dask.distributed scheduler (default: local threads)")
+    evaluate.add_argument("--workers", type=int, metavar="N", help="local workers")
     sample = verbs.add_parser("sample", help="write the generated sample cases into a folder: "
                               "ct-phantom/, cxr-phantom/ (CheXmask), rexgradient-phantom/")
     sample.add_argument("path", help="folder to write")
     _review_verbs(verbs)
     return parser
+
+
+def _prediction_options(p: argparse.ArgumentParser, required: bool = False) -> None:
+    p.add_argument("--pred", required=required, metavar="PRED", help="a model's predictions: a folder "
+                   "of <case>.nii.gz, a CheXmask-form CSV or a boxes JSON (README 'Predictions')")
+    p.add_argument("--pred-name", default="prediction", metavar="NAME",
+                   help="the predictions' annotation set name (default: prediction)")
+    p.add_argument("--threshold", type=float, metavar="T",
+                   help="prediction values above T are foreground (default: above 0)")
 
 
 def _review_verbs(verbs: Any) -> None:
@@ -99,8 +115,13 @@ def _describe(args: argparse.Namespace) -> None:
 
     _, case = _open_named_case(args, require_name=True)
     _warn(case)
+    scores = _scores(case, args)
     if args.json:
-        json.dump(describe_case(case), sys.stdout, indent=2)
+        described = describe_case(case)
+        described["sets"] = case.sets()
+        if scores is not None:
+            described["scores"] = {k: s.as_dict() for k, s in scores.items()}
+        json.dump(described, sys.stdout, indent=2)
         print()
         return
     print(f"{case.key}")
@@ -110,11 +131,37 @@ def _describe(args: argparse.Namespace) -> None:
         print(f"  image {image.id}: {image.orientation.source_shape} {image.data.dtype} {spacing}")
     for item in case.items:
         print("\n".join("  " + line for line in _text_lines(item)))
+    print(f"  annotation sets: {', '.join(case.sets()) or 'none'}")
+    for item_id, score in (scores or {}).items():
+        print(f"  {item_id}: {_score_text(score)}")
+
+
+def _scores(case: Case, args: argparse.Namespace) -> Any:
+    """Per-item scores of the predictions (or the --compare set) against the case's own set."""
+    if not (args.pred or case.added_sets):
+        return None
+    from .scores import item_scores
+
+    return item_scores(case, case.reference_set, args.pred_name if args.pred else case.added_sets[-1])
+
+
+def _score_text(score: Any) -> str:
+    if score.missing:
+        return "no prediction"
+    parts = [f"Dice {score.dice:.3f}, IoU {score.iou:.3f}"] if score.dice is not None else []
+    parts.append(f"instances {score.matched}/{score.gt_instances} matched, {score.pred_instances} "
+                 f"predicted, F1 {score.instance_f1:.3f}")
+    return ", ".join(parts)
 
 
 def _open_named_case(args: argparse.Namespace, require_name: bool) -> tuple[Any, Case]:
     """The dataset at PATH and its case named by --case (or its only, or first, case)."""
     dataset = open_dataset(args.path, args.images, args.compare)
+    if args.pred:
+        from .predictions import WithPredictions, check_predictions
+
+        check_predictions(args.pred)
+        dataset = WithPredictions(dataset, args.pred, args.pred_name, args.threshold)
     name = args.case
     if name is None:
         name = first_case_id(dataset, args.path)
@@ -182,6 +229,19 @@ def _job(args: argparse.Namespace) -> None:
     print(f"{batch.write_gallery(entries, out)} snapshots -> {out / 'index.html'}")
 
 
+def _evaluate(args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    from .evaluate import evaluate, summary_line
+
+    summary, results = evaluate(args.path, args.pred, Path(args.out), args.images, args.pred_name,
+                                args.threshold, args.scheduler, args.workers)
+    for result in results:
+        for problem in result["problems"]:
+            print(f"{PROG}: warning: {result['case']}: {problem}", file=sys.stderr)
+    print(f"{summary_line(summary, len(results))} -> {args.out}")
+
+
 def _read_logs(paths: Sequence[str]) -> list[list]:
     """Each log's decisions in file order; skipped lines are warnings, a missing log an error."""
     from pathlib import Path
@@ -238,7 +298,7 @@ def _agreement(args: argparse.Namespace) -> None:
 
 VERBS = {"view": _view, "cases": _cases, "describe": _describe, "sample": _sample,
          "convert": _job, "qc": _job, "snapshot": _job,
-         "review-export": _review_export, "agreement": _agreement}
+         "evaluate": _evaluate, "review-export": _review_export, "agreement": _agreement}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -48,3 +48,16 @@ OTHER_COLOUR = (1.0, 0.85, 0.2, 1.0)
 def box_colour(box: BoxAnnotation) -> tuple[float, float, float, float]:
     """Positive findings red, negative green, anything else (regions) yellow."""
     return POSITIVENESS_COLOURS.get(box.positiveness, OTHER_COLOUR)
+
+# Error map of a prediction against the ground truth, values as ``scores.error_labels`` gives
+# them. Okabe–Ito colours: told apart with any of the common colour-vision deficiencies.
+TRUE_POSITIVE = (0.0, 158 / 255, 115 / 255, 1.0)  # bluish green: both
+FALSE_POSITIVE = (230 / 255, 159 / 255, 0.0, 1.0)  # orange: prediction only (spill-over)
+FALSE_NEGATIVE = (0.0, 114 / 255, 178 / 255, 1.0)  # blue: ground truth only (missed)
+ERROR_COLOURS = {1: TRUE_POSITIVE, 2: FALSE_POSITIVE, 3: FALSE_NEGATIVE}
+ERROR_NAMES = {1: "true positive", 2: "false positive", 3: "false negative"}
+
+
+def error_colormap() -> dict[Any, tuple[float, ...]]:
+    """A direct labels colormap for ``scores.error_labels`` images (background clear)."""
+    return {None: (0.0, 0.0, 0.0, 0.0), 0: (0.0, 0.0, 0.0, 0.0), **ERROR_COLOURS}

@@ -138,15 +138,16 @@ def box_shapes(case: Case, box_ids: list[str], emphasised: set[str] | None = Non
 
 def boxes_layer(case: Case, image: Image, box_ids: list[str]) -> LayerData:
     shapes = box_shapes(case, box_ids, emphasised=set())
+    set_name = case.annotations[box_ids[0]].set if box_ids else case.reference_set
     kwargs = {
-        "name": f"boxes {image_name(image)}",
+        "name": f"boxes {image_name(image)}" + ("" if set_name == case.reference_set else f" · {set_name}"),
         "shape_type": "rectangle",
         "edge_color": shapes["edge_color"],
         "edge_width": shapes["edge_width"],
         "face_color": "transparent",
         "features": shapes["features"],
         "text": {"string": "{label}", "anchor": "upper_left", "size": 9, "color": "white"},
-        "metadata": _meta(case, "boxes", image=image.id, boxes=list(box_ids)),
+        "metadata": _meta(case, "boxes", image=image.id, boxes=list(box_ids), set=set_name),
         **_geometry(image),
     }
     return shapes["data"], kwargs, "shapes"
@@ -162,10 +163,11 @@ def case_layers(case: Case) -> list[LayerData]:
     layers += [contour_layer(case, a, slots[a.id]) for a in annotations
                if isinstance(a, ContourAnnotation)]
     for image in case.images.values():
-        boxes = [a.id for a in case.annotations.values()
-                 if isinstance(a, BoxAnnotation) and a.image == image.id]
-        if boxes:
-            layers.append(boxes_layer(case, image, boxes))
+        for set_name in case.sets():  # one boxes layer per image and annotation set
+            boxes = [a.id for a in case.annotations.values()
+                     if isinstance(a, BoxAnnotation) and a.image == image.id and a.set == set_name]
+            if boxes:
+                layers.append(boxes_layer(case, image, boxes))
     return layers
 
 

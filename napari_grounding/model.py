@@ -18,6 +18,9 @@ class GroundingError(Exception):
     """Bad input, described in one line a user can act on."""
 
 
+GROUND_TRUTH = "ground truth"  # the set name of a dataset's own annotations unless it says more
+
+
 @dataclass(frozen=True)
 class Orientation:
     """How a source array's axes map onto the display axes.
@@ -153,7 +156,15 @@ class Annotation:
     id: str
     kind: str
     image: str
-    set: str = "ground truth"
+    set: str = GROUND_TRUTH
+    # the id this annotation shares with its counterparts in other sets ("mask/0" for a
+    # prediction "mask/0@model"); empty: its own id
+    base: str = ""
+
+    @property
+    def ref(self) -> str:
+        """The id shared across annotation sets."""
+        return self.base or self.id
 
 
 @dataclass(kw_only=True)
@@ -224,6 +235,11 @@ class Case:
     # the first part of every key, when several readers reach the same cases (a CT-RATE scan
     # opened from a ReXGroundingCT root or from its CT-RATE root): empty means ``dataset``
     key_space: str = ""
+    # annotation sets added after reading (a second annotator, predictions), in order
+    added_sets: list[str] = field(default_factory=list)
+    # set name -> the items an added set speaks for (an item in scope without annotations of
+    # that set: the set found nothing there)
+    set_scopes: dict[str, list[str]] = field(default_factory=dict)
     # derived numbers (mask statistics, ...) computed once per opening
     cache: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
@@ -258,3 +274,49 @@ class Case:
 
     def items_linked_to(self, annotation_id: str) -> list[TextItem]:
         return [i for i in self.walk() if annotation_id in i.annotations]
+
+    # -- annotation sets ---------------------------------------------------------------------
+    def sets(self) -> list[str]:
+        """Names of the annotation sets: the dataset's own first, then those added."""
+        own = dict.fromkeys(a.set for a in self.annotations.values() if a.set not in self.added_sets)
+        return [*own, *self.added_sets]
+
+    @property
+    def reference_set(self) -> str:
+        """The set others are compared with: the dataset's own annotations."""
+        return next((s for s in self.sets() if s not in self.added_sets), GROUND_TRUTH)
+
+    def annotation_in(self, set_name: str, ref: str) -> Annotation | None:
+        """The annotation of ``set_name`` whose shared id (``Annotation.ref``) is ``ref``."""
+        return next((a for a in self.annotations.values() if a.set == set_name and a.ref == ref),
+                    None)
+
+    def counterpart(self, annotation_id: str, other_set: str) -> Annotation | None:
+        """The annotation of ``other_set`` standing for the same thing as ``annotation_id``."""
+        return self.annotation_in(other_set, self.annotations[annotation_id].ref)
+
+    def annotations_in(self, item: TextItem, set_name: str) -> list[Annotation]:
+        """The annotations of one set linked to ``item``."""
+        return [a for a in self.annotations_of(item) if a.set == set_name]
+
+    def add_set(self, name: str, annotations: list[Annotation],
+                links: dict[str, list[str]] | None = None, scope: list[str] | None = None) -> None:
+        """Add a named annotation set: each annotation is linked to the items named in
+        ``links`` (item id -> annotation ids), or else to the items linking its ``base``;
+        ``scope`` names the items the set speaks for (default: those it links)."""
+        if name in self.sets():
+            raise GroundingError(f"case {self.id} already has an annotation set named {name!r}")
+        clash = [a.id for a in annotations if a.id in self.annotations]
+        if clash:
+            raise GroundingError(f"case {self.id}: annotation ids {clash[:3]} already taken")
+        self.added_sets.append(name)
+        self.annotations.update({a.id: a for a in annotations})
+        if links is None:
+            links = {}
+            for a in annotations:
+                for item in self.items_linked_to(a.base):
+                    links.setdefault(item.id, []).append(a.id)
+        for item in self.walk():
+            item.annotations += [a for a in links.get(item.id, []) if a not in item.annotations]
+        self.set_scopes[name] = list(scope if scope is not None else links)
+        self.cache.pop("stats", None)  # statistics cover the new annotations too

@@ -119,8 +119,8 @@ def _write(case: Case, image: Image, partial: Path) -> None:
     pending = write_multiscale(_pyramid(volume), group, axes=AXES, scale=scale,
                                storage_options={"chunks": chunks, "compressors": CODECS},
                                compute=False)
-    masks = [a for a in case.annotations.values()
-             if isinstance(a, MaskAnnotation) and a.image == image.id]
+    masks = [a for a in case.annotations.values()  # the dataset's own: not predictions
+             if isinstance(a, MaskAnnotation) and a.image == image.id and a.set == case.reference_set]
     for mask in masks:
         shown = image.orientation.to_display(mask.data).rechunk(chunks)
         pending += write_labels(shown, group, name=_label_name(mask.id), axes=AXES, scaler=None,

@@ -17,7 +17,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..metrics import dice
 from ..model import Annotation, Case, ContourAnnotation, GroundingError, Image, MaskAnnotation, TextItem
 from .csv_rows import CsvRows
 from .dicom import DICOM_SUFFIXES, open_dicom
@@ -210,7 +209,8 @@ class CheXmaskDataset:
             return blank_image(shape, reason="image size differs from the masks")
         return picture
 
-    def _annotations(self, row: dict[str, str], shape: tuple[int, int], where: str, set_name: str,
+    @staticmethod
+    def _annotations(row: dict[str, str], shape: tuple[int, int], where: str, set_name: str,
                      suffix: str, case: Case) -> list[Annotation]:
         """Masks and contours of one row; a malformed cell is reported, the others kept."""
         out: list[Annotation] = []
@@ -223,7 +223,7 @@ class CheXmaskDataset:
                 case.problems.append(f"{where}, column {column!r}: {err}")
                 continue
             out.append(MaskAnnotation(id=f"mask/{structure}{suffix}", image="image", set=set_name,
-                                      data=mask))
+                                      data=mask, base=f"mask/{structure}" if suffix else ""))
         if "Landmarks" in row:
             try:
                 contours = split_landmarks(parse_landmarks(row["Landmarks"]))
@@ -231,7 +231,8 @@ class CheXmaskDataset:
                 case.problems.append(f"{where}, column 'Landmarks': {err}")
                 contours = {}
             out += [ContourAnnotation(id=f"contour/{s}{suffix}", image="image", set=set_name,
-                                      points=points) for s, points in contours.items()]
+                                      points=points, base=f"contour/{s}" if suffix else "")
+                    for s, points in contours.items()]
         return out
 
     def _add_comparison(self, case_id: str, shape: tuple[int, int], case: Case) -> None:
@@ -242,11 +243,4 @@ class CheXmaskDataset:
         number, row = found
         where = f"{self.compare.path.name}: row {number} ({case_id})"
         theirs = self._annotations(row, shape, where, self.compare_name, "@compare", case)
-        case.annotations.update({a.id: a for a in theirs})
-        for item in case.items:
-            structure = item.id.split("/", 1)[1]
-            ids = [f"mask/{structure}@compare", f"contour/{structure}@compare"]
-            item.annotations += [a for a in ids if a in case.annotations]
-            mine, other = (case.annotations.get(f"mask/{structure}{s}") for s in ("", "@compare"))
-            if isinstance(mine, MaskAnnotation) and isinstance(other, MaskAnnotation):
-                item.tags[f"dice vs {self.compare_name}"] = f"{dice(mine.data, other.data):.3f}"
+        case.add_set(self.compare_name, theirs)  # linked to the structures; scores.py compares

@@ -14,9 +14,10 @@ from PIL import Image as PILImage
 from napari_grounding.metrics import case_stats
 from napari_grounding.model import ContourAnnotation, GroundingError, MaskAnnotation
 from napari_grounding.readers import open_case, open_dataset
-from napari_grounding.readers.chexmask import CheXmaskDataset
+from napari_grounding.readers.chexmask import MODEL_SET, CheXmaskDataset
 from napari_grounding.readers.rle import rle_decode
 from napari_grounding.sample_cxr import DICOM_IDS, write_chexmask_sample
+from napari_grounding.scores import item_scores
 
 STRUCTURES = ("right_lung", "left_lung", "heart")
 
@@ -69,14 +70,20 @@ def test_physician_comparison_gives_dice_per_structure(shared_data):
     case = dataset.open_case(case_id)
     with (folder / "MIMIC-CXR-JPG_julia_annotations.csv").open(newline="") as f:
         theirs = next(r for r in csv.DictReader(f) if r["ImageID"] == case_id)
+    scores = item_scores(case, MODEL_SET, "MIMIC-CXR-JPG_julia_annotations")
     for structure, column in zip(STRUCTURES, ("Right Lung", "Left Lung", "Heart"), strict=True):
         item = case.item(f"structure/{structure}")
         assert f"mask/{structure}@compare" in item.annotations
         mine = case.annotations[f"mask/{structure}"].data.astype(bool)
         other = rle_decode(theirs[column], (1024, 1024)).astype(bool)
         expected = 2 * (mine & other).sum() / (mine.sum() + other.sum())
-        assert item.tags["dice vs MIMIC-CXR-JPG_julia_annotations"] == f"{expected:.3f}"
+        score = scores[f"structure/{structure}"]
+        assert score.dice == pytest.approx(expected)
+        assert score.iou == pytest.approx((mine & other).sum() / (mine | other).sum())
+        assert not any(k.startswith("dice") for k in item.tags)  # Dice left the reader
     assert case.annotations["mask/heart@compare"].set == "MIMIC-CXR-JPG_julia_annotations"
+    assert case.sets() == [MODEL_SET, "MIMIC-CXR-JPG_julia_annotations"]
+    assert case.counterpart("mask/heart", case.sets()[1]).id == "mask/heart@compare"
 
 
 def test_column_order_does_not_matter(tmp_path, shared_data):
@@ -243,7 +250,9 @@ def test_compare_only_for_chexmask(tmp_path, sample_root, shared_data):
         open_dataset(sample_root, compare=shared_data / "chexmask" / "ChestX-Ray8.csv")
     shutil.copy(shared_data / "chexmask" / "ChestX-Ray8.csv", tmp_path / "c.csv")
     case = open_case(tmp_path / "c.csv", compare=shared_data / "chexmask" / "ChestX-Ray8.csv")
-    assert all(t == "1.000" for i in case.items for k, t in i.tags.items() if k.startswith("dice"))
+    scores = item_scores(case)
+    assert set(scores) == {f"structure/{s}" for s in STRUCTURES}
+    assert all(s.dice == 1.0 and s.iou == 1.0 for s in scores.values())
 
 
 def test_v101_image_id_header_on_a_real_file(shared_data, tmp_path):
