@@ -41,6 +41,9 @@ class Session:
     review_changed = Signal(object)  # the ReviewLog decisions go to, or None
     verdict_recorded = Signal(str, object)  # key, Decision: on disk when emitted
     comment_requested = Signal()  # the reviewer wants to type a comment
+    scores_changed = Signal(object)  # {item id: ItemScore} of a prediction set, or None
+    errors_changed = Signal(bool)  # true/false positives and negatives shown or not
+    order_changed = Signal(bool)  # items listed worst scored first, or in reading order
 
     def __init__(self) -> None:
         self.dataset: Any = None
@@ -55,6 +58,9 @@ class Session:
         self.filters: dict[str, str] = {}
         self.plane: str | None = None
         self.review: ReviewLog | None = None
+        self.scores: dict[str, Any] | None = None
+        self.errors_shown = False
+        self.worst_first = False
 
     # -- dataset and cases ------------------------------------------------------------------
     def set_dataset(self, dataset: Any, case_ids: list[str] | None = None) -> None:
@@ -97,12 +103,14 @@ class Session:
         """Show another case: selection, stats, image and filters start afresh."""
         self.case = case
         self.stats = None
+        self.scores = None
         self.selected = ()
         self.filters = {}
         self.image = next(iter(case.images), None) if case is not None and len(case.images) > 1 \
             else None
         self.window = CT_DEFAULT_WINDOW if case is not None and _has_ct(case) else None
         self.case_changed.emit(case)
+        self.scores_changed.emit(None)
         self.image_changed.emit(self.image)
         self.window_changed.emit(self.window)
 
@@ -140,7 +148,17 @@ class Session:
         if self.case is None:
             return []
         kept = kept_items(self.case, self.filters) if self.filters else None
-        return [i for i in self.case.walk() if kept is None or i.id in kept]
+        items = [i for i in self.case.walk() if kept is None or i.id in kept]
+        if self.worst_first and self.scores:
+            rank = {item_id: n for n, item_id in enumerate(self.ranked_items())}
+            items.sort(key=lambda i: rank.get(i.id, len(rank)))  # stable: the rest keep order
+        return items
+
+    def ranked_items(self) -> list[str]:
+        """Scored items, the worst first (a missing prediction first of all)."""
+        from .scores import worst_first
+
+        return worst_first(self.scores) if self.scores else []
 
     def step_item(self, step: int = 1) -> str | None:
         """Select the next (or previous) item; from nothing selected, the first (or last)."""
@@ -209,6 +227,28 @@ class Session:
         if chosen != self.filters:
             self.filters = dict(chosen)
             self.filters_changed.emit(self.filters)
+
+    # -- predictions ------------------------------------------------------------------------
+    def set_scores(self, case_key: str, scores: dict[str, Any]) -> bool:
+        """Scores of the case's prediction set arrived; dropped when the user has left."""
+        if case_key != self.case_key:
+            return False
+        self.scores = scores
+        self.scores_changed.emit(scores)
+        return True
+
+    def toggle_errors(self) -> None:
+        """Show the selected item's true positives, false positives and false negatives (or
+        its masks again); only where the case holds a second set to compare."""
+        if self.case is None or not self.case.added_sets:
+            return
+        self.errors_shown = not self.errors_shown
+        self.errors_changed.emit(self.errors_shown)
+
+    def set_worst_first(self, on: bool) -> None:
+        if on != self.worst_first:
+            self.worst_first = on
+            self.order_changed.emit(on)
 
     def set_plane(self, plane: str | None) -> None:
         if plane is not None and plane not in PLANES:

@@ -33,21 +33,41 @@ def settle(panel, seconds: float = 30) -> None:
 
 
 def snap(dataset, item: str, out: Path, contours: bool = False,
-         verdicts: dict[str, str] | None = None) -> None:
+         verdicts: dict[str, str] | None = None, predictions: Path | None = None) -> None:
     viewer = napari.Viewer(title="napari-grounding", show=True)
     viewer.window.resize(1500, 950)
     panel = show_case(viewer, dataset.open_case(dataset.case_ids()[0]), dataset=dataset)
     settle(panel)
+    if predictions is not None:
+        panel.load_predictions(str(predictions))
+        settle(panel)
+        panel.session.set_display("selected")
     for item_id, verdict in (verdicts or {}).items():
         panel.select_items([item_id])
         panel.session.record(verdict, "too small" if verdict == "needs_fix" else None)
     panel.select_items([item])
-    panel.session.set_display("all", contours=contours)
+    if predictions is None:
+        panel.session.set_display("all", contours=contours)
+    else:
+        panel.session.toggle_errors()
     settle(panel)
     out.parent.mkdir(parents=True, exist_ok=True)
     viewer.screenshot(str(out), canvas_only=False, flash=False)
     viewer.close()
     print(out)
+
+
+def shifted_prediction(folder: Path) -> Path:
+    """A "model" whose masks are the phantom's moved 3 voxels: hits, spill-over and misses."""
+    import nibabel as nib
+    import numpy as np
+
+    from napari_grounding.sample import CASE, make_phantom
+
+    folder.mkdir(parents=True, exist_ok=True)
+    masks = np.roll(make_phantom().masks, 3, axis=1)
+    nib.save(nib.Nifti1Image(masks, np.eye(4)), folder / f"{CASE}.nii.gz")
+    return folder
 
 
 def main(folder: Path) -> None:
@@ -63,6 +83,8 @@ def main(folder: Path) -> None:
              "structure/heart", folder / "screenshot-cxr.png", contours=True)
         snap(ct, "finding/2", folder / "screenshot-review.png",
              verdicts={"finding/0": "accept", "finding/1": "needs_fix"})
+        snap(ct, "finding/1", folder / "screenshot-errors.png",
+             predictions=shifted_prediction(Path(tmp) / "pred"))
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from napari.utils import progress
@@ -41,6 +42,18 @@ def start_stats(case: Case, on_done: Callable[[str, dict[str, Any]], None]) -> A
     return run(annotation_stats, annotations, desc=f"Measuring the masks of {case.id}",
                on_done=lambda stats: on_done(key, stats),
                failure=f"mask statistics of {case.id} failed")
+
+
+def start_scores(case: Case, on_done: Callable[[str, dict[str, Any]], None]) -> Any:
+    """Score the case's last added set (a model's predictions) against its own, per item."""
+    from ..scores import item_scores
+
+    key = case.key
+    # the worker gets a shallow copy: same arrays, no tie to the Case the viewer holds
+    holder = replace(case, cache={})
+    return run(item_scores, holder, desc=f"Scoring the predictions of {case.id}",
+               on_done=lambda scores: on_done(key, scores),
+               failure=f"scoring the predictions of {case.id} failed")
 
 
 def start_prefetch(dataset: Any, case_id: str, on_done: Callable[[str, Case], None]) -> Any:

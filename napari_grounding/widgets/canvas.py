@@ -67,6 +67,7 @@ class DisplayState:
     image: str | None  # the image shown (None: all)
     only_selected: bool
     contour: int  # labels drawn as outlines this thick, 0 filled
+    errors: bool = False  # the selection's error map stands in for its masks
 
 
 class CaseCanvas:
@@ -100,7 +101,10 @@ class CaseCanvas:
         on_view = state.image is None or meta.get("image") == state.image
         if meta["role"] == "annotation":
             annotation = meta["annotation"]
-            _set(layer, "visible", on_view and (not state.only_selected or annotation in state.chosen))
+            shown = not state.only_selected or annotation in state.chosen
+            if state.errors and annotation in state.chosen and layer._type_string == "labels":
+                shown = False  # the error map shows where these masks agree and differ
+            _set(layer, "visible", on_view and shown)
             if layer._type_string == "labels":
                 _set(layer, "contour", state.contour)
         elif meta["role"] == "boxes":

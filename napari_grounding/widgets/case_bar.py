@@ -32,6 +32,7 @@ class CaseBar(QWidget):
     """Which case and which of its images; changes go to the session."""
 
     images_folder_chosen = Signal(str)
+    predictions_chosen = Signal(str)
 
     def __init__(self, session: Session, parent: QWidget | None = None):
         super().__init__(parent)
@@ -46,6 +47,11 @@ class CaseBar(QWidget):
         self.images_button = QPushButton("Images folder…")
         self.images_button.setToolTip("Where this dataset's pictures are (as --images)")
         self.images_button.clicked.connect(self._choose_images_folder)
+        self.predictions_button = QPushButton("Predictions…")
+        self.predictions_button.setToolTip("A model's predictions to compare with the ground "
+                                           "truth (as --pred): a folder of <case>.nii.gz, a "
+                                           "CheXmask-form CSV or a QBA boxes JSON")
+        self.predictions_button.clicked.connect(self._choose_predictions)
         self.view_box = QComboBox()
         self.view_box.setToolTip(f"Image of the case shown ({key_for('next view')}: next)")
         self.view_box.currentIndexChanged.connect(self._on_view_chosen)
@@ -54,6 +60,7 @@ class CaseBar(QWidget):
         cases.addWidget(self.case_box, 1)
         cases.addWidget(self.position)
         cases.addWidget(self.images_button)
+        cases.addWidget(self.predictions_button)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addLayout(cases)
@@ -110,6 +117,16 @@ class CaseBar(QWidget):
         image_id = self.view_box.currentData()
         if image_id is not None:
             self.session.show_image(image_id)
+
+    def _choose_predictions(self) -> None:
+        case = self.session.case
+        if case is not None and any(i.data.ndim == 3 for i in case.images.values()):
+            path = QFileDialog.getExistingDirectory(self, "Folder of predicted masks "
+                                                    "(<case>.nii.gz)")
+        else:
+            path, _ = QFileDialog.getOpenFileName(self, "Predictions (CSV or JSON)")
+        if path:
+            self.predictions_chosen.emit(path)
 
     def _choose_images_folder(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Folder holding the dataset's images")

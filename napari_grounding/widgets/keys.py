@@ -26,6 +26,7 @@ KEYS: dict[str, tuple[str, Callable[[Session], Any]]] = {
     "Alt-U": ("unsure", lambda s: s.record("unsure")),
     "N": ("next unreviewed", lambda s: s.next_unreviewed()),
     "Alt-C": ("comment", lambda s: s.request_comment()),
+    "Alt-E": ("errors", lambda s: s.toggle_errors()),
     **{f"Alt-{n}": (f"{name} window", lambda s, name=name: s.set_window(name))
        for n, name in enumerate(CT_WINDOWS, start=1)},
 }

@@ -58,6 +58,7 @@ class GroundingPanel(QWidget):
     def _build(self) -> None:
         self.case_bar = CaseBar(self.session)
         self.case_bar.images_folder_chosen.connect(self.set_images_folder)
+        self.case_bar.predictions_chosen.connect(self.load_predictions)
         self.title = QLabel("No case open. Open a dataset folder or File > Open Sample.")
         self.title.setWordWrap(True)
         self.problems = QLabel()
@@ -157,6 +158,29 @@ class GroundingPanel(QWidget):
             return
         self.show_case(reopened)
 
+    def load_predictions(self, path: str, name: str = "prediction",
+                         threshold: float | None = None) -> None:
+        """Compare a model's predictions with the ground truth on this case and every case
+        opened after it (as ``--pred``)."""
+        from ..predictions import WithPredictions, add_predictions, check_predictions
+
+        case = self.session.case
+        if case is None:
+            return
+        try:
+            check_predictions(path)
+            if self.session.dataset is not None:
+                dataset = WithPredictions(self.session.dataset, path, name, threshold)
+                self.session.dataset = dataset
+                reopened = dataset.open_case(case.id)
+            else:
+                reopened = case
+                add_predictions(reopened, path, name, threshold)
+        except GroundingError as err:
+            show_error(str(err))
+            return
+        self.show_case(reopened)
+
     def show_case(self, case: Case) -> None:
         """Add the case's layers (replacing another case's) and list its text."""
         self.set_case(case)
@@ -230,6 +254,8 @@ class GroundingPanel(QWidget):
         else:
             background.start_stats(case, self.session.set_stats)
         background.start_caching(case, self._on_cached)
+        if case.added_sets:
+            background.start_scores(case, self.session.set_scores)
         self._open_next_ahead()
 
     def _open_next_ahead(self) -> None:

@@ -13,7 +13,23 @@ from ..filters import kept_items
 from ..model import Case
 from ..session import Session
 from .review_form import VERDICT_COLOURS
-from .text_tree import REVIEW_COLUMN, STATS_COLUMNS, TextTree
+from .text_tree import REVIEW_COLUMN, SCORE_COLUMN, STATS_COLUMNS, TextTree
+
+
+def score_badge(score: Any) -> tuple[str, str]:
+    """The Score column's text and tooltip for an ItemScore."""
+    if score.missing:
+        return "missing", "the prediction has nothing for this item"
+    if score.dice is not None:
+        tip = f"Dice {score.dice:.3f}, IoU {score.iou:.3f}, hit {'yes' if score.hit else 'no'}"
+        if score.instance_f1 is not None:
+            tip += (f"; instances {score.matched}/{score.gt_instances} matched of "
+                    f"{score.pred_instances} predicted, F1 {score.instance_f1:.3f}")
+        return f"{score.dice:.2f}", tip
+    if score.instance_f1 is not None:
+        ious = ", ".join(f"{v:.2f}" for v in score.box_ious)
+        return f"{score.instance_f1:.2f}", f"box F1 {score.instance_f1:.3f}; box IoUs: {ious}"
+    return "", ""
 
 
 class TextPane(QSplitter):
@@ -42,9 +58,18 @@ class TextPane(QSplitter):
         session.selection_changed.connect(self._on_selection)
         session.filters_changed.connect(self._on_filters)
         session.verdict_recorded.connect(self._show_verdicts)
+        session.scores_changed.connect(self._show_scores)
+        session.order_changed.connect(lambda _on: self._on_case(self.session.case))
         session.review_changed.connect(self._show_verdicts)
 
     def _on_case(self, case: Case | None) -> None:
+        blocked = self.tree.blockSignals(True)  # re-listing is no selection by the user
+        try:
+            self._list(case)
+        finally:
+            self.tree.blockSignals(blocked)
+
+    def _list(self, case: Case | None) -> None:
         self.tree.clear()
         self.details.setText("")
         if case is None:
@@ -56,8 +81,14 @@ class TextPane(QSplitter):
             pixels_only = column == 2  # a CT shows mL; its voxel count is in the details
             self.tree.setColumnHidden(column, not has_masks or (ct_only and not three_d)
                                       or (pixels_only and three_d))
-        self.tree.populate(case)
+        self.tree.populate(case, self.session.ranked_items() if self.session.worst_first else None)
         self._show_verdicts()
+        self._fill_scores(self.session.scores)
+        if self.session.stats is not None:
+            self.tree.set_stats(case, self.session.stats)
+        if self.session.selected:
+            self.tree.select_ids(list(self.session.selected))
+            self._show_details()
 
     def _show_verdicts(self, *_args: Any) -> None:
         case, log = self.session.case, self.session.review
@@ -69,6 +100,18 @@ class TextPane(QSplitter):
             decision = decisions.get(case.item_key(item))
             verdict = decision.verdict if decision is not None else None
             self.tree.set_verdict(item.id, verdict, VERDICT_COLOURS.get(verdict or "", ""))
+
+    def _show_scores(self, scores: dict[str, Any] | None) -> None:
+        if scores and self.session.worst_first:
+            self._on_case(self.session.case)  # re-listed worst first, scores filled in
+        else:
+            self._fill_scores(scores)
+
+    def _fill_scores(self, scores: dict[str, Any] | None) -> None:
+        """Each item's score against the predictions: Dice (F1 for boxes)."""
+        self.tree.setColumnHidden(SCORE_COLUMN, not scores)
+        for item_id, score in (scores or {}).items():
+            self.tree.set_score(item_id, *score_badge(score))
 
     def _on_stats(self, stats: dict[str, Any]) -> None:
         if self.session.case is not None:

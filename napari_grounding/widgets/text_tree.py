@@ -17,8 +17,9 @@ from ..layers import drawable
 from ..metrics import AnnotationStats, MaskStats, display_slice_range, volume_ml
 from ..model import Case, TextItem
 
-COLUMNS = ("Text", "Tags", "Voxels", "mL", "Inst.", "Slices", "Review")
+COLUMNS = ("Text", "Tags", "Voxels", "mL", "Inst.", "Slices", "Review", "Score")
 REVIEW_COLUMN = 6
+SCORE_COLUMN = 7
 STATS_COLUMNS = range(2, 6)
 BADGE_TAGS = ("category", "extent", "view", "answer_type", "positiveness", "certainty",
               "quality")
@@ -47,9 +48,10 @@ def badges(item: TextItem) -> str:
 
 
 def stats_columns(case: Case, item: TextItem, stats: dict[str, AnnotationStats]) -> list[str]:
-    """Voxels (pixels), mL, instances and display slice range over an item's own masks."""
+    """Voxels (pixels), mL, instances and display slice range over an item's own masks (of
+    the case's own set: a prediction's are scored, not counted in)."""
     own = [(case.annotations[a], stats[a]) for a in item.annotations
-           if isinstance(stats.get(a), MaskStats)]
+           if isinstance(stats.get(a), MaskStats) and case.annotations[a].set == case.reference_set]
     if not own:
         return ["", "", "", ""]
     voxels = sum(s.voxels for _, s in own)
@@ -127,12 +129,14 @@ class TextTree(QTreeWidget):
                      if not self.isColumnHidden(c))
         self.setColumnWidth(0, max(140, self.viewport().width() - others))
 
-    def populate(self, case: Case) -> None:
+    def populate(self, case: Case, first: list[str] | None = None) -> None:
+        """List the case's items; ``first`` (item ids) puts those top-level items first."""
         self.clear()
         self._rows = {}
         slots = colour_slots(case)
         colours = {a.id: slots[a.id] for a in drawable(case)}
-        for item in case.items:
+        rank = {item_id: n for n, item_id in enumerate(first or [])}
+        for item in sorted(case.items, key=lambda i: rank.get(i.id, len(rank))):
             self.addTopLevelItem(self._row(item, colours))
         self.expandToDepth(0)
         self.fit_text_column()
@@ -168,6 +172,12 @@ class TextTree(QTreeWidget):
         if row is not None:
             row.setText(REVIEW_COLUMN, (verdict or "").replace("_", " "))
             row.setForeground(REVIEW_COLUMN, QColor(colour) if colour else QColor())
+
+    def set_score(self, item_id: str, text: str, tooltip: str = "") -> None:
+        row = self._rows.get(item_id)
+        if row is not None:
+            row.setText(SCORE_COLUMN, text)
+            row.setToolTip(SCORE_COLUMN, tooltip)
 
     def show_only(self, item_ids: set[str] | None) -> None:
         """Hide every row not in ``item_ids`` (None shows all)."""

@@ -36,7 +36,8 @@ class ViewerLink:
         s = self.session
         return [(s.case_changed, self._on_case), (s.selection_changed, self._on_selection),
                 (s.image_changed, self._on_image), (s.display_changed, self._on_display),
-                (s.window_changed, self._on_window), (s.stats_changed, self._on_stats)]
+                (s.window_changed, self._on_window), (s.stats_changed, self._on_stats),
+                (s.errors_changed, self._on_errors)]
 
     def attach(self) -> None:
         if self.attached:
@@ -63,7 +64,8 @@ class ViewerLink:
     def display_state(self) -> DisplayState:
         s = self.session
         return DisplayState(frozenset(s.selected_annotations()), s.image,
-                            s.mask_mode == "selected", 1 if s.contours else 0)
+                            s.mask_mode == "selected", 1 if s.contours else 0,
+                            s.errors_shown and bool(s.selected))
 
     def apply_display(self) -> None:
         if self.canvas is not None:
@@ -118,7 +120,31 @@ class ViewerLink:
             self.adopt(layer)
         self.keep_picture_active()
 
+    def _on_errors(self, _shown: bool) -> None:
+        self.show_errors()
+        self.apply_display()
+
+    def show_errors(self) -> None:
+        """The selected item's error map (true/false positives, false negatives) as the one
+        errors layer, computed by napari slice by slice; none when errors are off."""
+        if self.canvas is None:
+            return
+        for layer, _ in self.canvas.layers("errors"):
+            self.viewer.layers.remove(layer)
+        s = self.session
+        if not (s.errors_shown and s.selected):
+            return
+        from ..error_layers import error_layer
+
+        found = error_layer(s.case, s.selected[0])
+        if found is not None:
+            data, kwargs, _ = found
+            make_read_only(self.viewer.add_labels(data, **kwargs))
+            self.keep_picture_active()
+
     def _on_selection(self, ids: tuple[str, ...], navigate: bool) -> None:
+        if self.session.errors_shown:
+            self.show_errors()
         self.apply_display()
         self.keep_picture_active()
         if navigate and ids:
