@@ -16,7 +16,7 @@ from .model import GroundingError
 from .review import Decision
 
 FILTERS = ("all cases", "unreviewed", "in progress", "has rejections", "flagged by qc",
-           "low quality")
+           "low quality", "disagreements")
 SORTS = ("dataset order", "fewest decisions first", "most rejections first", "worst score first")
 REJECTING = ("reject", "needs_fix")
 
@@ -29,6 +29,7 @@ class QueueRow:
     rejected: int = 0
     qc_flags: list[str] = field(default_factory=list)
     score: float | None = None  # e.g. a model's mean Dice on the case, lower is worse
+    disagreements: int = 0  # keys another reviewer decided otherwise
 
     @property
     def low_quality(self) -> bool:
@@ -44,13 +45,20 @@ def case_of(key: str) -> str:
 def queue_rows(case_ids: list[str], decisions: Mapping[str, Decision] | None = None,
                summaries: Mapping[str, str] | None = None,
                qc_flags: Mapping[str, list[str]] | None = None,
-               scores: Mapping[str, float] | None = None) -> list[QueueRow]:
+               scores: Mapping[str, float] | None = None,
+               others: Mapping[str, Decision] | None = None) -> list[QueueRow]:
+    """One row per case; ``others`` is a second reviewer's latest decisions."""
     rows = {c: QueueRow(c, (summaries or {}).get(c, "")) for c in case_ids}
     for key, decision in (decisions or {}).items():
         row = rows.get(case_of(key))
         if row is not None:
             row.decided += 1
             row.rejected += decision.verdict in REJECTING
+    for key, other in (others or {}).items():
+        mine = (decisions or {}).get(key)
+        row = rows.get(case_of(key))
+        if row is not None and mine is not None and mine.verdict != other.verdict:
+            row.disagreements += 1
     for case_id, flags in (qc_flags or {}).items():
         if case_id in rows:
             rows[case_id].qc_flags = list(flags)
@@ -71,6 +79,7 @@ def keep(row: QueueRow, chosen: str, text: str = "") -> bool:
         "has rejections": row.rejected > 0,
         "flagged by qc": bool(row.qc_flags),
         "low quality": row.low_quality,
+        "disagreements": row.disagreements > 0,
     }[chosen]
 
 

@@ -38,3 +38,14 @@ def test_qc_csv_flags(tmp_path):
     (tmp_path / "bad.csv").write_text("id,what\n1,2\n")
     with pytest.raises(GroundingError, match="not a qc CSV"):
         read_qc_flags(tmp_path / "bad.csv")
+
+
+def test_disagreements_with_another_reviewer():
+    mine = {k: decision(k, v) for k, v in [("ct-rate/a/finding/0", "accept"),
+                                           ("ct-rate/b/finding/0", "reject")]}
+    theirs = {k: decision(k, v) for k, v in [("ct-rate/a/finding/0", "accept"),
+                                             ("ct-rate/b/finding/0", "accept"),
+                                             ("ct-rate/c/finding/0", "reject")]}
+    rows = queue_rows(["a", "b", "c"], mine, others=theirs)
+    assert [(r.case_id, r.disagreements) for r in rows] == [("a", 0), ("b", 1), ("c", 0)]
+    assert [r.case_id for r in rows if keep(r, "disagreements")] == ["b"]

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..case_queue import read_qc_flags
 from ..model import Case
+from ..review import latest, read_log
 
 if TYPE_CHECKING:
     import napari
@@ -25,7 +26,8 @@ def dock_panel(viewer: napari.viewer.Viewer) -> GroundingPanel:
 
 def show_case(viewer: napari.viewer.Viewer, case: Case, item: str | None = None,
               dataset: Any = None, log: str | Path | None = None,
-              resume: bool = False, qc: str | Path | None = None) -> GroundingPanel:
+              resume: bool = False, qc: str | Path | None = None,
+              other_log: str | Path | None = None) -> GroundingPanel:
     """Dock the panel and show a case; ``log`` is the review log to use (else the default
     beside the data); ``resume`` goes on where the reviewer's log left off instead; ``qc`` a
     ``napari-grounding qc`` CSV whose flagged cases the queue can filter."""
@@ -34,6 +36,9 @@ def show_case(viewer: napari.viewer.Viewer, case: Case, item: str | None = None,
         panel.log_path = Path(log).expanduser()
     if qc is not None:
         panel.queue.qc_flags = read_qc_flags(qc)
+    if other_log is not None:  # another reviewer's: where the two disagree is a queue filter
+        decisions, _problems = read_log(other_log)
+        panel.queue.others = latest(decisions)
     if dataset is not None:
         panel.set_dataset(dataset)
     panel.show_case(case)

@@ -33,6 +33,7 @@ class CaseQueue(QWidget):
         self.session = session
         self.qc_flags: dict[str, list[str]] = {}
         self.scores: dict[str, float] = {}
+        self.others: dict[str, Any] = {}  # a second reviewer's decisions (view --other-log)
         self._summaries: dict[str, str] = {}
         self.filter = QComboBox()
         self.filter.addItems(FILTERS)
@@ -82,7 +83,7 @@ class CaseQueue(QWidget):
     def refresh(self) -> None:
         log = self.session.review
         rows = queue_rows(self.session.case_ids[:MAX_ROWS], log.decisions() if log else None,
-                          self._summaries, self.qc_flags, self.scores)
+                          self._summaries, self.qc_flags, self.scores, self.others)
         rows = [r for r in rows if keep(r, self.filter.currentText(), self.search.text().strip())]
         self.list.clear()
         current = self.session.case.id if self.session.case is not None else None
