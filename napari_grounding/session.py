@@ -62,6 +62,13 @@ class Session:
         self.errors_shown = False
         self.worst_first = False
 
+    def disconnect_all(self) -> None:
+        """Forget every subscriber (the widgets that showed this session are gone)."""
+        for name in dir(type(self)):
+            signal = getattr(self, name)
+            if isinstance(getattr(type(self), name), Signal):
+                signal.disconnect()
+
     # -- dataset and cases ------------------------------------------------------------------
     def set_dataset(self, dataset: Any, case_ids: list[str] | None = None) -> None:
         """The dataset whose cases the user moves through (None: a lone case)."""

@@ -49,6 +49,8 @@ class GroundingPanel(QWidget):
         self.link = ViewerLink(napari_viewer, self.session)
         self.keys = KeyBindings(napari_viewer, self.session)
         self._build()
+        self._gone = False  # Qt has deleted the panel: late background results are dropped
+        self.destroyed.connect(lambda *_, session=self.session: session.disconnect_all())
         self.session.case_requested.connect(self.open_case_id)
         self.session.case_changed.connect(self._on_case)
         self.attach()
@@ -94,6 +96,14 @@ class GroundingPanel(QWidget):
         if self._adopt_inserted not in self.viewer.layers.events.inserted.callbacks:
             self.viewer.layers.events.inserted.connect(self._adopt_inserted)
 
+    def _while_shown(self, callback: Any) -> Any:
+        """``callback`` for a background result, dropped once the panel is closed."""
+        def deliver(*args: Any) -> None:
+            if not self._gone:
+                callback(*args)
+
+        return deliver
+
     def detach(self) -> None:
         """Undo everything the panel hooked into the viewer; the keys bound before come back."""
         if self.session.review is not None:
@@ -111,6 +121,7 @@ class GroundingPanel(QWidget):
         return super().event(event)
 
     def closeEvent(self, event: Any) -> None:  # noqa: N802 (Qt's name)
+        self._gone = True
         self.detach()
         super().closeEvent(event)
 
@@ -182,12 +193,15 @@ class GroundingPanel(QWidget):
         self.show_case(reopened)
 
     def show_case(self, case: Case) -> None:
-        """Add the case's layers (replacing another case's) and list its text."""
+        """Show the case's layers (another case's are updated in place where they match,
+        else replaced) and list its text."""
+        in_place = self.link.update_in_place(case)
         self.set_case(case)
-        for data, kwargs, layer_type in case_layers(case):
-            getattr(self.viewer, f"add_{layer_type}")(data, **kwargs)
+        if not in_place:
+            for data, kwargs, layer_type in case_layers(case):
+                getattr(self.viewer, f"add_{layer_type}")(data, **kwargs)
+            self.viewer.reset_view()
         self.link.keep_picture_active()
-        self.viewer.reset_view()
         self._select_first()
 
     def set_case(self, case: Case) -> None:
@@ -252,17 +266,18 @@ class GroundingPanel(QWidget):
         if "stats" in case.cache:  # measured ahead
             self.session.set_stats(case.key, case.cache["stats"])
         else:
-            background.start_stats(case, self.session.set_stats)
-        background.start_caching(case, self._on_cached)
+            background.start_stats(case, self._while_shown(self.session.set_stats))
+        background.start_caching(case, self._while_shown(self._on_cached))
         if case.added_sets:
-            background.start_scores(case, self.session.set_scores)
+            background.start_scores(case, self._while_shown(self.session.set_scores))
         self._open_next_ahead()
 
     def _open_next_ahead(self) -> None:
         self._ahead = None
         following = self.session.neighbour_case(1)
         if following is not None and self.session.dataset is not None:
-            background.start_prefetch(self.session.dataset, following, self._on_ahead)
+            background.start_prefetch(self.session.dataset, following,
+                                      self._while_shown(self._on_ahead))
 
     def _on_ahead(self, case_id: str, case: Case) -> None:
         if case_id == self.session.neighbour_case(1):

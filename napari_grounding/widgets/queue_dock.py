@@ -35,6 +35,7 @@ class CaseQueue(QWidget):
         self.scores: dict[str, float] = {}
         self.others: dict[str, Any] = {}  # a second reviewer's decisions (view --other-log)
         self._summaries: dict[str, str] = {}
+        self._gone = False
         self.filter = QComboBox()
         self.filter.addItems(FILTERS)
         self.sort = QComboBox()
@@ -45,6 +46,7 @@ class CaseQueue(QWidget):
         self.list.setHeaderLabels(COLUMNS)
         self.list.setRootIsDecorated(False)
         self.list.itemActivated.connect(self._open)  # Enter or double click
+        self.list.destroyed.connect(self._mark_gone)
         for control in (self.filter, self.sort):
             control.currentIndexChanged.connect(lambda _: self.refresh())
         self.search.textChanged.connect(lambda _: self.refresh())
@@ -60,12 +62,20 @@ class CaseQueue(QWidget):
         session.verdict_recorded.connect(lambda *_: self.refresh())
         session.review_changed.connect(lambda _log: self.refresh())
 
+    def _mark_gone(self, *_args: Any) -> None:
+        self._gone = True
+
     def _on_dataset(self, dataset: Any) -> None:
         self._summaries = {}
         self.refresh()
         if dataset is not None and len(self.session.case_ids) > 1:
             background.run(_summaries, dataset, desc="Listing the cases",
-                           on_done=self._on_summaries, failure="could not list the cases")
+                           on_done=self._on_summaries_if_shown,
+                           failure="could not list the cases")
+
+    def _on_summaries_if_shown(self, summaries: dict[str, str]) -> None:
+        if not self._gone:  # the dock may have closed while the cases were listed
+            self._on_summaries(summaries)
 
     def _on_summaries(self, summaries: dict[str, str]) -> None:
         self._summaries = summaries
@@ -81,6 +91,8 @@ class CaseQueue(QWidget):
         return [self.list.topLevelItem(i).text(0) for i in range(self.list.topLevelItemCount())]
 
     def refresh(self) -> None:
+        if self._gone:
+            return
         log = self.session.review
         rows = queue_rows(self.session.case_ids[:MAX_ROWS], log.decisions() if log else None,
                           self._summaries, self.qc_flags, self.scores, self.others)

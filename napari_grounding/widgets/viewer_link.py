@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..layers import grounding_meta
+from ..layers import META_KEY, case_layers, grounding_meta
 from ..model import Case
 from ..navigation import item_target
 from ..session import Session
@@ -84,6 +84,29 @@ class ViewerLink:
             if self.session.window is not None:
                 self._apply_window(self.session.window)
         self.canvas.apply_to(layer, meta, self.display_state())
+
+    def update_in_place(self, case: Case) -> bool:
+        """Give the shown case's image and mask layers the next case's data, when the two
+        have the same layers (a CT and its findings' masks): no layer is removed or re-added,
+        so napari keeps its canvas state and the switch costs a re-slice. False when they differ."""
+        current = [(la, m) for la in self.viewer.layers if (m := grounding_meta(la))]
+        wanted = case_layers(case)
+        if not current or len(current) != len(wanted):
+            return False
+        for (layer, meta), (data, kwargs, kind) in zip(current, wanted, strict=True):
+            if (kind not in ("image", "labels") or kind != layer._type_string
+                    or meta["role"] != kwargs["metadata"][META_KEY]["role"]
+                    or getattr(layer, "multiscale", False) != kwargs.get("multiscale", False)
+                    or (data[0] if isinstance(data, list) else data).ndim != layer.ndim):
+                return False
+        for (layer, _), (data, kwargs, kind) in zip(current, wanted, strict=True):
+            layer.metadata = kwargs["metadata"]
+            layer.data = data
+            layer.scale, layer.translate = kwargs["scale"], kwargs["translate"]
+            layer.name = kwargs["name"]
+            if kind == "labels":
+                layer.colormap = kwargs["colormap"]
+        return True
 
     def reload_data(self) -> None:
         """Point the case's image and mask layers at the arrays the case now holds (its cache)."""
