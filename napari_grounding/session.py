@@ -115,7 +115,8 @@ class Session:
         self.filters = {}
         self.image = next(iter(case.images), None) if case is not None and len(case.images) > 1 \
             else None
-        self.window = CT_DEFAULT_WINDOW if case is not None and _has_ct(case) else None
+        kept = self.window if self.window in CT_WINDOWS else CT_DEFAULT_WINDOW  # the reader's preset
+        self.window = kept if case is not None and _has_ct(case) else None
         self.case_changed.emit(case)
         self.scores_changed.emit(None)
         self.image_changed.emit(self.image)

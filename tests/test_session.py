@@ -133,3 +133,22 @@ def test_selecting_a_sentence_selects_the_observations_it_names():
     assert session.selected == ("sentence/1", "observation/3")  # unknown ids are left out
     session.select(["observation/3"])
     assert session.selected == ("observation/3", "sentence/1")
+
+
+def test_the_window_preset_carries_over_to_the_next_ct():
+    from napari_grounding.model import Image, Orientation
+
+    def ct_case(case_id):
+        case = toy_case(case_id)
+        case.images["ct"] = Image("ct", np.zeros((2, 2, 2), np.int16), Orientation.identity((2, 2, 2)),
+                                  np.eye(4), "ct", (-1000.0, 400.0))
+        return case
+
+    session = Session()
+    session.set_case(ct_case("a"))
+    assert session.window == "lung"
+    session.set_window("bone")
+    session.set_case(ct_case("b"))
+    assert session.window == "bone"
+    session.set_case(toy_case("c"))  # no CT: no window
+    assert session.window is None
