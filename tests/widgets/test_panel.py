@@ -177,7 +177,8 @@ def test_lps_and_ras_files_look_the_same(make_napari_viewer, qtbot, tmp_path, ph
         viewer = make_napari_viewer(show=True)
         viewer.window.resize(900, 700)
         qtbot.waitExposed(viewer.window._qt_window)
-        show_case(viewer, open_case(path))
+        panel = show_case(viewer, open_case(path))
+        viewer.window.remove_dock_widget(panel)  # the same canvas size in both windows
         viewer.dims.set_current_step(0, 20)
         qtbot.wait(100)
         shots.append(viewer.screenshot(canvas_only=True, flash=False))
