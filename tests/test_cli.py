@@ -77,13 +77,13 @@ def test_describe_text(capsys, sample_root):
 def test_cases_lists_one_line_per_case(capsys, sample_root, shared_data, tmp_path):
     code, out, _ = run(capsys, "cases", str(sample_root))
     assert code == 0
-    assert out.splitlines() == [f"{CASE}\ttrain\t3 findings\tmasks\tCT found"]
+    assert out.splitlines() == [f"{CASE}\ttrain\t3 findings\tmasks\tcategories 1c 2d 2e\tCT found"]
     (tmp_path / "dataset.json").write_bytes((shared_data / "rexgroundingct" /
                                              "dataset.json").read_bytes())
     code, out, _ = run(capsys, "cases", str(tmp_path))
     lines = out.splitlines()
     assert code == 0 and len(lines) == 3142
-    assert lines[0] == "train_1741_b_2\ttrain\t1 findings\tmasks\tCT missing"
+    assert lines[0] == "train_1741_b_2\ttrain\t1 findings\tmasks\tcategories 2b\tCT missing"
     assert sum("no masks (test split)" in line for line in lines) == 100
 
 

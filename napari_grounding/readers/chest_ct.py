@@ -88,8 +88,9 @@ class ChestCTDataset:
         if record is not None:
             masks = "masks" if record.has_masks else "no masks (test split)"
             parts += [record.split, f"{len(record.findings)} findings", masks]
-            if record.categories:  # what the case queue's search finds a case by
-                parts.append("categories " + " ".join(sorted(set(record.categories))))
+            codes = sorted({c for c in record.categories if c})
+            if codes:  # what the case queue's search finds a case by
+                parts.append("categories " + " ".join(codes))
         parts.append("CT found" if found else "CT missing")
         return "\t".join(parts)
 
