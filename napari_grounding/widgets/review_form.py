@@ -121,9 +121,12 @@ class ReviewForm(QWidget):
             self.setEnabled(self.session.case is not None)
             return
         done, total = self.session.review_progress()
-        cases = {"/".join(k.split("/")[:2]) for k in log.decisions()}
-        lines = [f"This case: {done} / {total} reviewed · log: {len(log.decisions())} decisions "
-                 f"in {len(cases)} cases ({html.escape(log.path.name)})"]
+        space = (self.session.case_key or "").split("/")[0]
+        decided = [k for k in log.decisions() if k.startswith(f"{space}/")]
+        cases = {k.split("/")[1] for k in decided}
+        listed = len(self.session.case_ids) or 1
+        lines = [f"This case: {done} / {total} reviewed · dataset: {len(cases)} / {listed} cases "
+                 f"with decisions, {len(decided)} decisions ({html.escape(log.path.name)})"]
         if saved is not None:
             colour = VERDICT_COLOURS[saved.verdict]
             item = saved.key.removeprefix(f"{self.session.case_key}/")

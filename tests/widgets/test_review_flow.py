@@ -47,7 +47,8 @@ def test_a_whole_case_reviewed_with_keys_only(make_napari_viewer, qtbot, sample_
     press(viewer, Qt.Key.Key_N)
     assert panel.selected_ids == ["finding/2"]
     press(viewer, Qt.Key.Key_X, ALT)
-    assert panel.review.status.text().startswith("This case: 3 / 3 reviewed")
+    assert panel.review.status.text().startswith(
+        "This case: 3 / 3 reviewed · dataset: 1 / 2 cases with decisions, 3 decisions")
     assert panel.tree.topLevelItem(1).text(6) == "reject"  # the tree's badge
     press(viewer, Qt.Key.Key_N)  # the case is done: on to the next one
     assert panel.case.id == "train_2_a_1"
