@@ -388,10 +388,13 @@ def profiles(params: dict, folder: Path, top: int) -> None:
     for name, (scenario, mode, env, extra) in runs.items():
         path = folder / f"{name}.prof"
         path.unlink(missing_ok=True)
-        result = probe(scenario, mode, {**params, **extra}, {**env, "BENCH_PROFILE": str(path)})
-        shutil.rmtree(fresh, ignore_errors=True)
-        if "error" in result or not path.is_file():
+        for _attempt in range(3):  # a failed run is reported, then tried again
+            result = probe(scenario, mode, {**params, **extra}, {**env, "BENCH_PROFILE": str(path)})
+            shutil.rmtree(fresh, ignore_errors=True)
+            if "error" not in result and path.is_file():
+                break
             print(f"## {name}: failed: {result.get('error')}\n")
+        if "error" in result or not path.is_file():
             continue
         stats = pstats.Stats(str(path))
         full = io.StringIO()
