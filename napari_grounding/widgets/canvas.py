@@ -145,9 +145,12 @@ class CaseCanvas:
             order = PLANE_ORDERS[best_plane(target, plane)]
             if tuple(dims.order) != order:
                 dims.order = order
-        sliced = [a for a in range(target.centre.size) if a + offset not in dims.displayed]
-        if sliced:  # one dims event, so each layer is sliced once
-            dims.set_point([a + offset for a in sliced], [float(target.centre[a]) for a in sliced])
+        sliced = [a + offset for a in range(target.centre.size) if a + offset not in dims.displayed]
+        if sliced:
+            # one event, on whole steps: a point between steps makes napari's slider snap it and
+            # set it again, slicing every layer twice
+            steps = [_step(dims.range[a], float(target.centre[a - offset])) for a in sliced]
+            dims.set_current_step(sliced, steps)
         image_layer = self.image_layer(target.image)
         if image_layer is None or dims.ndisplay != 2:
             return
@@ -210,6 +213,13 @@ class CaseCanvas:
         image = self.case.images[annotation.image]
         source = image.orientation.index_to_source(display_index)
         return bool(np.all(source >= stats.bbox[0]) and np.all(source <= stats.bbox[1]))
+
+
+def _step(axis_range: Any, value: float) -> int:
+    """The dims step nearest a world coordinate along one axis."""
+    start, stop, step = float(axis_range.start), float(axis_range.stop), float(axis_range.step)
+    last = max(0, int(round((stop - start) / step)))
+    return int(min(max(round((value - start) / step), 0), last))
 
 
 def _set(layer: Any, name: str, value: Any) -> None:

@@ -313,3 +313,12 @@ def test_a_failing_background_job_is_a_notification(make_napari_viewer, qtbot, s
     press(viewer, Qt.Key.Key_Down)  # the viewer goes on
     assert panel.selected_ids == ["finding/1"]
     assert "cache" not in panel.case.images["ct"].meta
+
+
+def test_a_selection_slices_each_layer_once(docked):
+    viewer, panel = docked
+    points = []
+    viewer.dims.events.point.connect(lambda _event: points.append(tuple(viewer.dims.point)))
+    press(viewer, Qt.Key.Key_Down)
+    assert panel.selected_ids == ["finding/1"]
+    assert len(points) == 1  # one move of the slice, on a whole step (no snap-and-move-again)
