@@ -107,3 +107,25 @@ def read_qc_flags(path: str | Path) -> dict[str, list[str]]:
     except (OSError, UnicodeDecodeError, csv.Error) as err:
         raise GroundingError(f"--qc {path}: cannot read ({err})") from None
     return flags
+
+
+def read_case_scores(path: str | Path) -> dict[str, float]:
+    """Case id -> mean Dice over its items, from a ``napari-grounding evaluate`` CSV (a case
+    without a prediction counts 0: missed)."""
+    sums: dict[str, list[float]] = {}
+    try:
+        with open(path, newline="", encoding="utf-8") as file:
+            reader = csv.DictReader(file)
+            if reader.fieldnames is None or not {"case", "dice"} <= set(reader.fieldnames):
+                raise GroundingError(f"--scores {path}: not an evaluate CSV (needs case, dice)")
+            for row in reader:
+                try:
+                    value = float(row["dice"]) if row["dice"] not in ("", None) else 0.0
+                except ValueError:
+                    raise GroundingError(f"--scores {path}: dice {row['dice']!r} is not a "
+                                         f"number (line {reader.line_num})") from None
+                sums.setdefault(row["case"], []).append(value)
+    except (OSError, UnicodeDecodeError, csv.Error) as err:
+        raise GroundingError(f"--scores {path}: cannot read ({err})") from None
+    return {case: sum(values) / len(values) for case, values in sums.items()}
+

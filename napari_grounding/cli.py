@@ -42,6 +42,8 @@ def _parser() -> argparse.ArgumentParser:
 
     view = verb("view", "open napari with the plugin on a case")
     view.add_argument("--item", metavar="ID", help="text item to select, e.g. finding/0")
+    view.add_argument("--scores", metavar="CSV", help="an evaluate CSV: the case queue can "
+                      "list the worst scored cases first")
     view.add_argument("--other-log", metavar="FILE", help="another reviewer's log: the cases "
                       "where you disagree are a filter of the case queue")
     view.add_argument("--qc", metavar="CSV", help="a qc CSV: its flagged cases are a filter of "
@@ -182,6 +184,10 @@ def _view(args: argparse.Namespace) -> None:
         from .case_queue import read_qc_flags
 
         read_qc_flags(args.qc)  # likewise an unreadable qc CSV
+    if args.scores:
+        from .case_queue import read_case_scores
+
+        read_case_scores(args.scores)
     if args.other_log and not Path(args.other_log).is_file():
         raise GroundingError(f"--other-log {args.other_log}: no such review log")
     _warn(case)
@@ -191,7 +197,8 @@ def _view(args: argparse.Namespace) -> None:
 
     viewer = napari.Viewer(title=f"napari-grounding: {case.dataset}/{case.id}")  # as opened
     show_case(viewer, case, item=args.item, dataset=dataset, log=args.log,
-              resume=args.case is None, qc=args.qc, other_log=args.other_log)
+              resume=args.case is None, qc=args.qc, other_log=args.other_log,
+              scores=args.scores)
     napari.run()
 
 

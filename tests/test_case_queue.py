@@ -49,3 +49,19 @@ def test_disagreements_with_another_reviewer():
     rows = queue_rows(["a", "b", "c"], mine, others=theirs)
     assert [(r.case_id, r.disagreements) for r in rows] == [("a", 0), ("b", 1), ("c", 0)]
     assert [r.case_id for r in rows if keep(r, "disagreements")] == ["b"]
+
+
+def test_case_scores_from_an_evaluate_csv(tmp_path):
+    from napari_grounding.case_queue import read_case_scores
+
+    path = tmp_path / "eval.csv"
+    path.write_text("case,item,dice,hit,gt_instances,pred_instances,matched,instance_precision,"
+                    "instance_recall,instance_f1\na,finding/0,0.8,1,1,1,1,1,1,1\n"
+                    "a,finding/1,0.4,1,1,1,1,1,1,1\nb,finding/0,,,1,,,,,\n")
+    scores = read_case_scores(path)
+    assert scores == pytest.approx({"a": 0.6, "b": 0.0})  # no prediction: missed
+    rows = queue_rows(["a", "b"], scores=scores)
+    assert [r.case_id for r in sort_rows(rows, "worst score first")] == ["b", "a"]
+    path.write_text("case,dice\na,high\n")
+    with pytest.raises(GroundingError, match="not a number"):
+        read_case_scores(path)
