@@ -41,6 +41,7 @@ class Session:
     review_changed = Signal(object)  # the ReviewLog decisions go to, or None
     verdict_recorded = Signal(str, object)  # key, Decision: on disk when emitted
     comment_requested = Signal()  # the reviewer wants to type a comment
+    review_target_changed = Signal(object)  # an annotation of the selected item, or None (it)
     scores_changed = Signal(object)  # {item id: ItemScore} of a prediction set, or None
     errors_changed = Signal(bool)  # true/false positives and negatives shown or not
     order_changed = Signal(bool)  # items listed worst scored first, or in reading order
@@ -58,6 +59,7 @@ class Session:
         self.filters: dict[str, str] = {}
         self.plane: str | None = None
         self.review: ReviewLog | None = None
+        self.review_target: str | None = None
         self.scores: dict[str, Any] | None = None
         self.errors_shown = False
         self.worst_first = False
@@ -137,6 +139,9 @@ class Session:
             return
         items = [self.case.item(i) for i in item_ids]
         self.selected = tuple(i.id for i in items) + self._linked(items)
+        if self.review_target is not None:
+            self.review_target = None
+            self.review_target_changed.emit(None)
         if items and _has_ct(self.case):
             preset = window_for(items[0])
             if preset is not None:
@@ -288,14 +293,32 @@ class Session:
             return None
         return self.review.decisions().get(self.item_key(item_id))
 
-    def record(self, verdict: str, comment: str | None = None) -> Decision | None:
-        """Record a verdict on the selected item (durably: the log fsyncs before this returns);
-        ``comment`` None keeps the item's earlier comment."""
-        if self.review is None or self.case is None or not self.selected:
+    def set_review_target(self, annotation_id: str | None) -> None:
+        """Verdicts go to one annotation of the selected item (a mask, a contour, a box)
+        instead of the item itself; None: the item."""
+        if annotation_id is not None and (self.case is None
+                                          or annotation_id not in self.case.annotations):
+            raise GroundingError(f"no annotation {annotation_id!r} in this case")
+        if annotation_id != self.review_target:
+            self.review_target = annotation_id
+            self.review_target_changed.emit(annotation_id)
+
+    def review_key(self) -> str | None:
+        """The key a verdict now goes to: the review target's, else the selected item's."""
+        if self.case is None or not self.selected:
             return None
-        key = self.item_key(self.selected[0])
+        if self.review_target is not None:
+            return self.case.annotation_key(self.review_target)
+        return self.item_key(self.selected[0])
+
+    def record(self, verdict: str, comment: str | None = None) -> Decision | None:
+        """Record a verdict on the selected item or review target (durably: the log fsyncs
+        before this returns); ``comment`` None keeps the earlier comment."""
+        key = self.review_key()
+        if self.review is None or key is None:
+            return None
+        earlier = self.review.decisions().get(key)
         if comment is None:
-            earlier = self.review.decisions().get(key)
             comment = earlier.comment if earlier is not None else ""
         decision = self.review.record(key, verdict, comment)
         self.verdict_recorded.emit(key, decision)
@@ -306,10 +329,12 @@ class Session:
             self.comment_requested.emit()
 
     def comment(self, text: str) -> Decision | None:
-        """Save a comment on the selected item, keeping its verdict (``unsure`` if none yet)."""
-        if self.review is None or self.case is None or not self.selected:
+        """Save a comment on the selected item (or review target), keeping its verdict
+        (``unsure`` if none yet)."""
+        key = self.review_key()
+        if self.review is None or key is None:
             return None
-        earlier = self.verdict_of(self.selected[0])
+        earlier = self.review.decisions().get(key)
         return self.record(earlier.verdict if earlier is not None else "unsure", text)
 
     def review_progress(self) -> tuple[int, int]:

@@ -7,7 +7,15 @@ import html
 
 from napari.utils.notifications import show_error
 from qtpy.QtCore import Signal
-from qtpy.QtWidgets import QHBoxLayout, QLabel, QLineEdit, QPushButton, QVBoxLayout, QWidget
+from qtpy.QtWidgets import (
+    QComboBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
 
 from ..model import Case, GroundingError
 from ..review import VERDICTS, Decision, remember_reviewer, remembered_reviewer
@@ -31,6 +39,10 @@ class ReviewForm(QWidget):
         self.reviewer = QLineEdit(remembered_reviewer() or "")
         self.reviewer.setPlaceholderText("your name (asked once, remembered)")
         self.reviewer.editingFinished.connect(self._on_reviewer)
+        self.target = QComboBox()
+        self.target.setToolTip("What the verdict is on: the selected item, or one of its "
+                               "annotations (a mask, a contour, a box)")
+        self.target.currentIndexChanged.connect(self._on_target_chosen)
         self.buttons: dict[str, QPushButton] = {}
         verdicts = QHBoxLayout()
         verdicts.setContentsMargins(0, 0, 0, 0)
@@ -61,6 +73,8 @@ class ReviewForm(QWidget):
         row = QHBoxLayout()
         row.addWidget(QLabel("Reviewer"))
         row.addWidget(self.reviewer, 1)
+        row.addWidget(QLabel("on"))
+        row.addWidget(self.target, 1)
         layout.addLayout(row)
         layout.addLayout(verdicts)
         layout.addWidget(self.comment)
@@ -71,6 +85,7 @@ class ReviewForm(QWidget):
         session.case_changed.connect(self._on_case)
         session.review_changed.connect(lambda _log: self._show_progress())
         session.comment_requested.connect(self._focus_comment)
+        session.review_target_changed.connect(self._on_target)
 
     def _focus_comment(self) -> None:
         self.comment.setFocus()
@@ -104,12 +119,38 @@ class ReviewForm(QWidget):
         self._show_progress()
 
     def _on_selection(self, ids: tuple[str, ...], _navigate: bool) -> None:
-        decision = self.session.verdict_of(ids[0]) if ids and self.session.case else None
-        self.comment.setText(decision.comment if decision is not None else "")
+        blocked = self.target.blockSignals(True)
+        self.target.clear()
+        case = self.session.case
+        if ids and case is not None:
+            item = case.item(ids[0])
+            self.target.addItem(f"{item.id} (the item)", None)
+            for annotation in case.annotations_of(item):
+                self.target.addItem(f"{annotation.id} ({annotation.kind}, {annotation.set})",
+                                    annotation.id)
+        self.target.blockSignals(blocked)
+        self._show_comment()
         self._show_progress()
 
+    def _on_target_chosen(self, _index: int) -> None:
+        if self.session.selected:
+            self.session.set_review_target(self.target.currentData())
+
+    def _on_target(self, annotation_id: str | None) -> None:
+        index = self.target.findData(annotation_id)
+        if index >= 0 and index != self.target.currentIndex():
+            blocked = self.target.blockSignals(True)
+            self.target.setCurrentIndex(index)
+            self.target.blockSignals(blocked)
+        self._show_comment()
+
+    def _show_comment(self) -> None:
+        key, log = self.session.review_key(), self.session.review
+        decision = log.decisions().get(key) if key and log is not None else None
+        self.comment.setText(decision.comment if decision is not None else "")
+
     def _on_recorded(self, key: str, decision: Decision) -> None:
-        if self.session.selected and self.session.item_key(self.session.selected[0]) == key:
+        if key == self.session.review_key():
             self.comment.setText(decision.comment)
         self._show_progress(saved=decision)
 

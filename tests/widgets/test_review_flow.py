@@ -112,3 +112,18 @@ def test_the_case_queue_filters_and_opens_cases(make_napari_viewer, qtbot, sampl
     queue.list.setCurrentItem(queue.list.topLevelItem(0))
     qtbot.keyClick(queue.list, Qt.Key.Key_Return)  # Enter opens it
     assert panel.case.id == "train_3_a_1"
+
+
+def test_a_verdict_on_one_annotation_of_an_item(make_napari_viewer, qtbot, sample_copy, reviewer):
+    viewer = make_napari_viewer(show=True)
+    dataset = open_dataset(sample_copy)
+    panel = show_case(viewer, dataset.open_case(CASE), dataset=dataset)
+    qtbot.waitUntil(lambda: panel.stats is not None, timeout=20000)
+    target = panel.review.target
+    assert [target.itemData(i) for i in range(target.count())] == [None, "mask/0"]
+    target.setCurrentIndex(1)  # the nodule's mask, not the sentence
+    press(viewer, Qt.Key.Key_X, ALT)
+    press(viewer, Qt.Key.Key_N)  # moving on: verdicts go to the next item itself
+    assert panel.session.review_target is None and target.currentIndex() == 0
+    lines = [json.loads(line) for line in panel.session.review.path.read_text().splitlines()]
+    assert [(d["key"], d["verdict"]) for d in lines] == [(f"ct-rate/{CASE}/mask/0", "needs_fix")]
