@@ -123,31 +123,56 @@ def box_style(box: BoxAnnotation, image: Image, emphasised: bool | None = None
     return colour, width, label
 
 
-def box_shapes(case: Case, box_ids: list[str], emphasised: set[str] | None = None
-               ) -> dict[str, Any]:
+def dashes(box: BoxAnnotation, dash: float) -> list[np.ndarray]:
+    """A box's outline as dashes (line segments ``dash`` long with gaps as long): napari's
+    shapes have no dashed edges, and a prediction's boxes must not look like the truth's."""
+    corners = box_rectangle(box)
+    segments = []
+    for start, end in zip(corners, np.roll(corners, -1, axis=0), strict=True):
+        length = float(np.linalg.norm(end - start))
+        if length == 0:
+            continue  # a box clipped flat has no edge here
+        for n in range(max(1, int(length // (2 * dash)))):
+            t0, t1 = 2 * n * dash / length, min(1.0, (2 * n + 1) * dash / length)
+            segments.append(np.array([start + t0 * (end - start), start + t1 * (end - start)]))
+    return segments
+
+
+def box_shapes(case: Case, box_ids: list[str], emphasised: set[str] | None = None,
+               dashed: bool = False) -> dict[str, Any]:
     """Data, colours, widths and labels of some boxes (one image's), for a shapes layer;
-    with ``emphasised`` given, those boxes stand out and only they are labelled."""
-    boxes = [case.annotations[b] for b in box_ids]
-    styles = [box_style(b, case.images[b.image],
-                        None if emphasised is None else b.id in emphasised) for b in boxes]
-    return {"data": [box_rectangle(b) for b in boxes],
-            "edge_color": [s[0] for s in styles] or "white",
-            "edge_width": [s[1] for s in styles] or 1.0,
-            "features": {"label": [s[2] for s in styles]}}
+    with ``emphasised`` given, those boxes stand out and only they are labelled; ``dashed``
+    draws each box as dashes (a model's boxes), labelled once."""
+    data, colours, widths, labels = [], [], [], []
+    for box in (case.annotations[b] for b in box_ids):
+        image = case.images[box.image]
+        colour, width, label = box_style(box, image,
+                                         None if emphasised is None else box.id in emphasised)
+        pieces = dashes(box, max(4.0, max(image.orientation.source_shape) / 150)) if dashed \
+            else [box_rectangle(box)]
+        data += pieces
+        colours += [colour] * len(pieces)
+        widths += [width] * len(pieces)
+        labels += [label] + [""] * (len(pieces) - 1)
+    return {"data": data, "shape_type": "line" if dashed else "rectangle",
+            "edge_color": colours or "white", "edge_width": widths or 1.0,
+            "features": {"label": labels}}
 
 
 def boxes_layer(case: Case, image: Image, box_ids: list[str]) -> LayerData:
-    shapes = box_shapes(case, box_ids, emphasised=set())
     set_name = case.annotations[box_ids[0]].set if box_ids else case.reference_set
+    dashed = set_name != case.reference_set
+    shapes = box_shapes(case, box_ids, emphasised=set(), dashed=dashed)
     kwargs = {
         "name": f"boxes {image_name(image)}" + ("" if set_name == case.reference_set else f" · {set_name}"),
-        "shape_type": "rectangle",
+        "shape_type": shapes["shape_type"],
         "edge_color": shapes["edge_color"],
         "edge_width": shapes["edge_width"],
         "face_color": "transparent",
         "features": shapes["features"],
         "text": {"string": "{label}", "anchor": "upper_left", "size": 9, "color": "white"},
-        "metadata": _meta(case, "boxes", image=image.id, boxes=list(box_ids), set=set_name),
+        "metadata": _meta(case, "boxes", image=image.id, boxes=list(box_ids), set=set_name,
+                          dashed=dashed),
         **_geometry(image),
     }
     return shapes["data"], kwargs, "shapes"

@@ -119,8 +119,9 @@ class CaseCanvas:
         if (shown, emphasised) == meta.get("drawn"):
             return
         meta["drawn"] = (shown, emphasised)
-        shapes = box_shapes(self.case, shown, emphasised=set(emphasised))
-        layer.data = shapes["data"]
+        shapes = box_shapes(self.case, shown, emphasised=set(emphasised),
+                            dashed=meta.get("dashed", False))
+        layer.data = [(d, shapes["shape_type"]) for d in shapes["data"]]
         layer.features = pd.DataFrame(shapes["features"])
         if shown:
             layer.edge_color = shapes["edge_color"]

@@ -99,3 +99,27 @@ def test_qba_sample_in_the_menu(make_napari_viewer, tmp_path, monkeypatch):
     viewer.open_sample("napari-grounding", "cxr-qba")
     assert [la._type_string for la in viewer.layers] == ["image", "image", "shapes", "shapes"]
     assert dock_panel(viewer).case.dataset == "mimic-ext-cxr-qba"
+
+
+def test_predicted_boxes_are_dashed_beside_the_truth(qba, qtbot, tmp_path):
+    import json
+
+    from napari_grounding.sample_qba import STUDY
+
+    viewer, panel = qba
+    pred = tmp_path / "boxes.json"
+    pred.write_text(json.dumps({STUDY: {"q0001/1": {FRONTAL: [[100, 120, 300, 260]]}}}))
+    panel.load_predictions(str(pred))
+    qtbot.waitUntil(lambda: panel.session.scores is not None, timeout=20000)
+    predicted = next(la for la in viewer.layers if grounding_meta(la)["role"] == "boxes"
+                     and grounding_meta(la)["set"] == "prediction")
+    truth = box_layer(viewer, FRONTAL)
+    assert predicted.name.endswith("· prediction") and truth is not predicted
+    assert set(predicted.shape_type) == {"line"} and len(predicted.data) > 8  # dashes
+    ends = np.concatenate(predicted.data)
+    assert ends[:, 0].min() >= 120 - 1e-6 and ends[:, 0].max() <= 260 + 1e-6  # rows (y)
+    assert ends[:, 1].min() >= 100 - 1e-6 and ends[:, 1].max() <= 300 + 1e-6  # columns (x)
+    assert list(predicted.features["label"]).count("") == len(predicted.data) - 1  # one label
+    panel.session.set_display("selected")
+    panel.select_items(["answer/q0001/1"])
+    assert set(predicted.shape_type) == {"line"} and len(predicted.data) > 8
