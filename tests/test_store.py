@@ -70,7 +70,7 @@ def test_a_slice_from_the_cache_reads_its_chunks_only(root, cache):
 
 def test_half_written_cache_is_never_used(root, cache):
     case = open_case(root)
-    path = store.cache_path(case.images["ct"].source, cache)
+    path = store.cache_path(case.images["ct"], cache)
     partial = path.with_name(path.name + ".partial-dead")
     partial.mkdir(parents=True)
     (partial / "zarr.json").write_text("{}")  # a writer killed mid-way
@@ -88,8 +88,10 @@ def test_stale_cache_is_rebuilt_not_shown(root, cache):
     assert "cache" not in fresh.images["ct"].meta  # the CT changed: the cache is stale
     assert int(fresh.images["ct"].data[30, 64, 64].compute()) == int(
         fresh.images["ct"].orientation.to_display(phantom.hu + 7)[30, 64, 64])
-    store.write_cache(fresh)
-    assert open_case(root).images["ct"].meta["cache"] == str(path)
+    new = store.write_cache(fresh)
+    assert new != path and new.parent == path.parent  # a new version in the same slot
+    assert open_case(root).images["ct"].meta["cache"] == str(new)
+    assert not path.exists()  # the stale version, used by nobody, is cleaned up
 
 
 def test_changed_mask_file_is_read_again(root, cache, phantom):

@@ -11,7 +11,7 @@ from functools import cached_property
 from pathlib import Path
 
 from ..model import Case, GroundingError, Image, MaskAnnotation
-from ..store import find_cache, open_cache
+from ..store import open_current
 from . import ctrate, rexgroundingct
 from .ctrate import CTRateTables, VolumeName, find_volume, is_fixed
 from .nifti import Rescale, open_volume
@@ -149,8 +149,7 @@ class ChestCTDataset:
             case.problems.append(
                 f"{volume}: CT shape {ct.orientation.source_shape} differs from dataset.json's "
                 f"{record.shape}")
-        cached = find_cache(ct)
-        return open_cache(cached) if cached else (ct, {})
+        return open_current(ct) or (ct, {})
 
     def _add_findings(self, record: Record, ct: Image | None, case: Case,
                       cached_masks: dict) -> None:

@@ -233,6 +233,7 @@ def open_volume(path: str | os.PathLike, *, image_id: str = "ct", rescale: Resca
         origin=display_origin(affine, orientation),
         source=str(path),
         meta={"orientation": axcodes, "hu": effective.source,
+              "rescale": f"slope {effective.slope!r} intercept {effective.inter!r}",
               "stored_dtype": str(img.get_data_dtype()), "contrast": contrast},
         reads=counter,
     )
