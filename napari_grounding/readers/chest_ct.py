@@ -148,6 +148,8 @@ class ChestCTDataset:
         ct = open_volume(volume, rescale=rescale, spacing=spacing, direction=direction)
         if direction is not None:
             ct.meta["orientation_from"] = "CT-RATE metadata ImageOrientationPatient"
+        if ct.meta.get("warnings"):
+            case.problems.append(ct.meta["warnings"])
         if record is not None and record.shape and record.shape != ct.orientation.source_shape:
             case.problems.append(
                 f"{volume}: CT shape {ct.orientation.source_shape} differs from dataset.json's "
