@@ -200,7 +200,7 @@ def write_cache(case: Case, image_id: str = "ct", root: Path | None = None) -> P
         if lock is not None:
             lock.close()
     folders.clean_slot(slot, keep=out)
-    if root is None and not os.environ.get(CACHE_ENV):
+    if root is None:  # the viewer's cache; a `convert --out` folder is marked and never evicted
         folders.evict(cache_root(), folders.max_bytes(), keep=out)
     return out
 

@@ -61,7 +61,8 @@ class Rescale:
         if self.is_identity:
             return raw
         if out.kind == "f":
-            return raw.astype(out) * out.type(self.slope) + out.type(self.inter)
+            with np.errstate(over="ignore", invalid="ignore"):  # a huge slope saturates to inf
+                return raw.astype(out) * out.type(self.slope) + out.type(self.inter)
         work = raw.astype(np.int64) * int(self.slope) + int(self.inter)
         info = np.iinfo(out)
         return np.clip(work, info.min, info.max).astype(out)
