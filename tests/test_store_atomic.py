@@ -179,3 +179,21 @@ def test_a_version_in_use_is_not_deleted(setup):
     gc.collect()
     store.write_cache(open_case(root))  # current already: cleaning only
     assert not os.path.isdir(old)
+
+
+def test_writing_a_cache_runs_nothing_on_global_dask_callbacks(setup):
+    """napari registers its chunk cache as a global dask callback; a cache write in a worker
+    thread must not run its computes through it (it raced and crashed the viewer)."""
+    from dask.callbacks import Callback
+
+    root, *_ = setup
+    started = []
+
+    class Spy(Callback):
+        def _start(self, dsk):
+            started.append(len(dsk))
+
+    case = open_case(root)
+    with Spy():  # active for every compute in the process, as napari's Cache.register() is
+        store.write_cache(case)
+    assert started == []
