@@ -536,3 +536,17 @@ def test_a_train_record_without_pixels_keeps_its_masks(sample_copy):
     assert case.tags.get("masks") != "withheld (test split)"
     assert all(item.annotations for item in case.items if item.id.startswith("finding/"))
     assert any("no 'pixels'" in p for p in case.problems)
+
+
+def test_an_xyspacing_of_none_falls_back_to_the_header(tmp_path, capsys):
+    root = write_sample(tmp_path / "s")
+    old = ctrate_volume_path(root, CASE, fixed=False)
+    old.parent.mkdir(parents=True)
+    shutil.move(ctrate_volume_path(root, CASE), old)
+    table = root / "dataset" / "metadata" / "train_metadata.csv"
+    with table.open(newline="") as f:
+        header, row = list(csv.reader(f))
+    row[header.index("XYSpacing")] = "None"
+    _write_rows(table, header, [row])
+    assert main(["describe", str(root), "--case", CASE]) == 0
+    assert "spacing (2.5, 2.5, 5.0) mm" in capsys.readouterr().out
