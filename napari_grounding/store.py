@@ -275,7 +275,8 @@ def _write(case: Case, image: Image, partial: Path, expected: dict[str, Any]) ->
             shown = image.orientation.to_display(mask.data)
             _write_array(label, "s0", shape, shown.dtype, chunks, _from_dask(shown))
             write_multiscales_metadata(label, _datasets(1, scale), axes=AXES, name=name)
-            write_label_metadata(labels, name)
+            write_label_metadata(labels, name, source={"image": "../../"})
+        labels.attrs["ome"] = {**labels.attrs["ome"], "version": "0.5"}  # NGFF 0.5 asks for it
     group.attrs[_STAMP] = {**expected, "origin": list(image.origin),
                            "source_axes": list(image.orientation.source_axes),
                            "flips": list(image.orientation.flips),

@@ -129,3 +129,15 @@ def test_a_cache_written_from_a_cached_case_still_tracks_the_mask_file(root, cac
     again = store.write_cache(cached, root=tmp_path / "elsewhere")
     masks = zarr.open_group(str(again), mode="r").attrs["napari_grounding"]["masks"]
     assert {m["path"] for m in masks.values()} == {str(mask_file(root).resolve())}
+
+
+def test_the_cache_is_valid_ngff_0_5(root, cache):
+    models = pytest.importorskip("ome_zarr_models.v05.image", reason="ome-zarr-models not installed")
+    from ome_zarr_models.v05.image_label import ImageLabel
+
+    group = zarr.open_group(str(store.write_cache(open_case(root))), mode="r")
+    image = models.Image.from_zarr(group)
+    assert [d.path for d in image.attributes.ome.multiscales[0].datasets] == ["s0"]
+    for name in ("mask_0", "mask_1", "mask_2"):
+        label = ImageLabel.from_zarr(group["labels"][name])
+        assert label.attributes.ome.image_label.source.image == "../../"
