@@ -56,7 +56,10 @@ def hold(folder: Path, exclusive: bool, create: bool = False) -> Hold | None:
     try:
         fd = os.open(path, os.O_RDWR | (os.O_CREAT if create else 0), 0o644)
     except OSError:
-        return None
+        try:  # a read-only cache (a shared convert output): a shared lock needs no write access
+            fd = os.open(path, os.O_RDONLY)
+        except OSError:
+            return None
     if fcntl is not None:
         try:
             fcntl.flock(fd, (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB)

@@ -250,7 +250,7 @@ def open_masks(path: Path, record: Record, ct: Image | None) -> tuple[list[MaskA
         shape = (1, *shape)  # a single-finding mask saved without its channel axis
     if len(shape) != 4:
         return [], [f"{path}: expected a 4-D mask (findings, H, W, D), found shape {shape}"]
-    problems = []
+    problems = list(img.extra.get("warnings", []))  # nibabel's complaints about the header
     if ct is not None and shape[1:] != ct.orientation.source_shape:
         return [], [f"{path}: mask shape {shape[1:]} does not match the CT's "
                     f"{ct.orientation.source_shape}; masks not drawn"]
