@@ -92,8 +92,9 @@ def test_readers_during_rewrites_see_whole_current_volumes(setup):
     for thread in threads:
         thread.start()
     try:
-        for turn in range(4):
-            _use(root, versions, 7 * (turn % 2))
+        for turn in range(8):  # a new source every other turn; convert runs every turn
+            if turn % 2 == 0:
+                _use(root, versions, 7 * (turn // 2 % 2))
             job = _convert(root, cache)
             _, err = job.communicate(timeout=120)
             assert job.returncode == 0, err.decode()
@@ -102,7 +103,7 @@ def test_readers_during_rewrites_see_whole_current_volumes(setup):
         for thread in threads:
             thread.join(timeout=60)
     assert errors == []
-    assert len(reads) >= 4 and any(cached_reads)  # the loop did read caches while they changed
+    assert len(reads) >= 8 and any(cached_reads)  # the loop did read caches while they changed
     job = _convert(root, cache)
     assert job.wait(timeout=120) == 0
     (slot,) = [p for p in cache.iterdir() if p.is_dir()]
