@@ -127,7 +127,10 @@ def test_a_stray_quote_does_not_disable_the_file(tmp_path):
     table = CsvRows(path, ("dicom_id",), threshold=1)
     assert table.row("img0020")[1]["dicom_id"] == "img0020"
     assert table.row("img0005")[1]["Dice RCA (Mean)"] == 'x"y'
-    assert len(table.ids()) == len(rows)
+    assert len(table.ids()) == len(rows) and "scanning" in table.note
+    assert "unindexable" in (path.parent / f"{path.name}.rows.json").read_text()
+    again = CsvRows(path, ("dicom_id",), threshold=1)  # a later session: straight to scans
+    assert again.row("img0039")[1]["dicom_id"] == "img0039" and "scanning" in again.note
 
 
 def test_an_index_folder_that_cannot_be_written_falls_back(tmp_path):

@@ -146,16 +146,24 @@ class CsvRows:
         gz = folder / f"{stem}.gzidx" if self.path.name.endswith(".gz") else None
         signature = self._signature()
         try:
-            if not rebuild and json.loads(meta_file.read_text()) == signature:
+            saved = json.loads(meta_file.read_text())
+            if not rebuild and saved.get("unindexable") and saved["signature"] == signature:
+                raise _Unindexable(saved["unindexable"])  # known from an earlier session
+            if not rebuild and saved == signature:
                 return np.load(rows_file, mmap_mode="r"), gz
-        except (OSError, ValueError):
+        except (OSError, ValueError, KeyError, AttributeError):
             pass  # missing or stale: rebuild
         folder.mkdir(parents=True, exist_ok=True)
         tmp = folder / f"{stem}.rows.tmp-{os.getpid()}.npy"
         try:
             with contextlib.suppress(FileNotFoundError):
                 meta_file.unlink()  # the old stamp must not outlive the rows it described
-            np.save(tmp, self._build_index(gz))
+            try:
+                index = self._build_index(gz)
+            except _Unindexable as err:  # remembered, so later sessions go straight to scans
+                meta_file.write_text(json.dumps({"signature": signature, "unindexable": str(err)}))
+                raise
+            np.save(tmp, index)
             os.replace(tmp, rows_file)
             tmp_meta = meta_file.with_name(f"{meta_file.name}.tmp-{os.getpid()}")
             tmp_meta.write_text(json.dumps(signature))
@@ -284,7 +292,7 @@ class CsvRows:
         return None
 
 
-class _Unindexable(ValueError):
+class _Unindexable(Exception):
     """The file's rows cannot be located by a quote-aware byte scan."""
 
 
