@@ -92,9 +92,9 @@ class QBADataset:
         if found is None:
             return
         patient, study, kind = found
-        if archive is not None and kind in self.files.get(study, {}):
+        if archive is not None and self.files.get(study, {}).get(kind, (None,))[0] == archive:
             self.duplicates.setdefault(study, []).append(f"{archive.name}:{location}")
-            return  # the first copy is used, as a zip reader would extract it
+            return  # a member named twice in one zip: the first copy is used, the repeat reported
         self.files.setdefault(study, {})[kind] = (archive, location)
         self.patients[study] = patient
 
