@@ -251,12 +251,13 @@ def test_a_header_promising_exabytes_is_refused_cheaply(tmp_path, suffix):
 
 def test_a_zip_bomb_member_is_refused_under_the_memory_limit(tmp_path):
     root = write_qba_sample(tmp_path / "qba", zipped=True)
+    _, _, baseline = run_limited("describe", str(root))  # the tool's own footprint
     with zipfile.ZipFile(root / "qa.zip", "w", zipfile.ZIP_DEFLATED) as zf:
         zf.writestr(QA_MEMBER, b"[" + b" " * (80 * 2**20) + b"]")  # 80 MB of blanks
     assert (root / "qa.zip").stat().st_size < 2**20
     code, err, peak = run_limited("describe", str(root))
     assert code == 2 and "MB" in err and "qa.zip" in err, err
-    assert peak < 600
+    assert peak < baseline + 50, (peak, baseline)
 
 
 def test_a_scene_graph_lattice_is_walked_in_linear_time(tmp_path):
