@@ -1,14 +1,18 @@
-"""The ``napari-grounding`` command: view, cases, describe and sample.
+"""The ``napari-grounding`` command: view, cases, describe, sample, jobs and the cache.
 
 Bad input exits with code 2 and one line on stderr; problems that still let a case open
 (a missing CT, a mask of the wrong shape) are printed as warnings and the command goes on.
+Text from the data is printed with control characters, bidi overrides and lone surrogates
+escaped, so a file cannot rewrite the terminal.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -17,6 +21,35 @@ from .model import Case, GroundingError, TextItem
 from .readers import first_case_id, open_dataset, summaries
 
 PROG = "napari-grounding"
+_BIDI = set("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+def printable(text: str) -> str:
+    """``text`` with what a terminal would act on (escapes, newlines, bidi overrides) and what
+    it cannot encode (lone surrogates) written as visible escapes; tabs are kept."""
+    out = []
+    for ch in str(text):
+        code = ord(ch)
+        if ch != "\t" and (code < 32 or 127 <= code < 160 or ch in _BIDI
+                           or 0xD800 <= code <= 0xDFFF):
+            out.append(f"\\x{code:02x}" if code < 256 else f"\\u{code:04x}")
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def _say(line: str, err: bool = False) -> None:
+    print(printable(line), file=sys.stderr if err else sys.stdout)
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, not {value}")
+    return value
 
 
 class _Parser(argparse.ArgumentParser):
@@ -61,13 +94,18 @@ def _parser() -> argparse.ArgumentParser:
         job.add_argument("--out", required=True, metavar="PATH", help=out_help)
         job.add_argument("--scheduler", metavar="ADDRESS",
                          help="a dask.distributed scheduler (default: local threads)")
-        job.add_argument("--workers", type=int, metavar="N", help="local threads")
+        job.add_argument("--workers", type=_positive, metavar="N", help="local threads")
     evaluate = verb("evaluate", "score a model's predictions per item into a CSV", with_case=False)
     _prediction_options(evaluate, required=True)
     evaluate.add_argument("--out", required=True, metavar="FILE.csv", help="CSV file to write")
     evaluate.add_argument("--scheduler", metavar="ADDRESS",
                           help="a dask.distributed scheduler (default: local threads)")
-    evaluate.add_argument("--workers", type=int, metavar="N", help="local workers")
+    evaluate.add_argument("--workers", type=_positive, metavar="N", help="local workers")
+    cache = verbs.add_parser("cache", help="show or free the OME-Zarr cache folder",
+                             description="show or free the OME-Zarr cache folder")
+    cache.add_argument("action", choices=("list", "clear"))
+    cache.add_argument("--dir", metavar="DIR", help="cache folder (default: the user cache, "
+                       "or $NAPARI_GROUNDING_CACHE)")
     sample = verbs.add_parser("sample", help="write the generated sample cases into a folder: "
                               "ct-phantom/, cxr-phantom/ (CheXmask), rexgradient-phantom/")
     sample.add_argument("path", help="folder to write")
@@ -98,12 +136,12 @@ def _review_verbs(verbs: Any) -> None:
 
 def _warn(case: Case) -> None:
     for problem in case.problems:
-        print(f"{PROG}: warning: {problem}", file=sys.stderr)
+        _say(f"{PROG}: warning: {problem}", err=True)
 
 
 def _cases(args: argparse.Namespace) -> None:
     for line in summaries(open_dataset(args.path, args.images)):
-        print(line)
+        _say(line)
 
 
 def _text_lines(item: TextItem, depth: int = 0) -> list[str]:
@@ -129,16 +167,17 @@ def _describe(args: argparse.Namespace) -> None:
         json.dump(described, sys.stdout, indent=2)
         print()
         return
-    print(f"{case.key}")
+    _say(f"{case.key}")
     for image in case.images.values():
         spacing = (f"spacing {tuple(round(s, 3) for s in image.source_spacing)} mm"
                    if image.kind == "ct" else "pixel units")  # PNG/JPEG carry no pixel size
-        print(f"  image {image.id}: {image.orientation.source_shape} {image.data.dtype} {spacing}")
+        _say(f"  image {image.id}: {image.orientation.source_shape} {image.data.dtype} {spacing}")
     for item in case.items:
-        print("\n".join("  " + line for line in _text_lines(item)))
-    print(f"  annotation sets: {', '.join(case.sets()) or 'none'}")
+        for line in _text_lines(item):
+            _say("  " + line)
+    _say(f"  annotation sets: {', '.join(case.sets()) or 'none'}")
     for item_id, score in (scores or {}).items():
-        print(f"  {item_id}: {_score_text(score)}")
+        _say(f"  {item_id}: {_score_text(score)}")
 
 
 def _scores(case: Case, args: argparse.Namespace) -> Any:
@@ -216,10 +255,27 @@ def _sample(args: argparse.Namespace) -> None:
     print(write_qba_sample(root / "qba-phantom"), f"(images: {root / 'qba-phantom'}/mimic-cxr-jpg)")
 
 
-def _job(args: argparse.Namespace) -> None:
-    from pathlib import Path
+def _writable_folder(out: Path) -> None:
+    """Fail early, in one line, when ``--out`` cannot be written (read-only, full, a file)."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / f".napari-grounding-probe-{os.getpid()}"
+        probe.write_bytes(b"x")
+        probe.unlink()
+    except OSError as err:
+        raise GroundingError(f"--out {out}: cannot write there ({err.strerror or err})") from None
 
+
+def _report_failures(results: list[dict[str, Any]]) -> int:
+    failed = [r for r in results if r.get("error")]
+    for result in failed:
+        _say(f"{PROG}: warning: case {result['case']}: {result['error']}", err=True)
+    return len(failed)
+
+
+def _job(args: argparse.Namespace) -> int:
     from . import batch
+    from .cache_folders import KEEP_MARKER
 
     dataset = open_dataset(args.path, args.images)
     ids = dataset.case_ids()
@@ -227,18 +283,48 @@ def _job(args: argparse.Namespace) -> None:
     out = Path(args.out)
     options = {"scheduler": args.scheduler, "workers": args.workers}
     if args.verb == "qc":
-        out.parent.mkdir(parents=True, exist_ok=True)
+        _writable_folder(out.parent)
         rows = batch.run(batch.qc_one, args.path, images, ids, **options)
-        print(f"{batch.write_qc(rows, out)} findings in {len(ids)} cases -> {out}")
-        return
-    out.mkdir(parents=True, exist_ok=True)
+        _say(f"{batch.write_qc(rows, out)} findings in {len(ids)} cases -> {out}")
+        return 0
+    _writable_folder(out)
     if args.verb == "convert":
+        (out / KEEP_MARKER).touch()  # the user's folder: never evicted by the size limit
         results = batch.run(batch.convert_case, args.path, images, ids, str(out), **options)
-        print(f"{sum(not r['result'].startswith('skipped') for r in results)} of {len(ids)} "
-              f"cases cached in {out}")
-        return
-    entries = batch.run(batch.snapshot_case, args.path, images, ids, str(out), **options)
-    print(f"{batch.write_gallery(entries, out)} snapshots -> {out / 'index.html'}")
+        failed = _report_failures(results)
+        counts = {kind: sum(r.get("result", "").startswith(kind) for r in results)
+                  for kind in ("written", "current", "skipped")}
+        _say(f"{counts['written'] + counts['current']} of {len(ids)} cases cached in {out} "
+             f"({counts['written']} written, {counts['current']} already current, "
+             f"{counts['skipped']} without a CT, {failed} failed)")
+        return 2 if failed else 0
+    results = batch.run(batch.snapshot_case, args.path, images, ids, str(out), **options)
+    failed = _report_failures(results)
+    made = batch.write_gallery(results, out)
+    _say(f"{made} snapshots of {len(ids) - failed} cases ({failed} failed) -> {out / 'index.html'}")
+    return 2 if failed else 0
+
+
+def _cache(args: argparse.Namespace) -> int:
+    from . import cache_folders
+    from .store import cache_root
+
+    root = cache_root(args.dir)
+    listing = cache_folders.entries(root)
+    if args.action == "list":
+        for entry in reversed(listing):
+            used = time.strftime("%Y-%m-%d %H:%M", time.localtime(entry.last_used))
+            _say(f"{entry.size / 2**20:9.1f} MB\t{used}\t{'in use' if entry.in_use else ''}\t"
+                 f"{entry.source}")
+        limit = cache_folders.max_bytes()
+        _say(f"{len(listing)} caches, {sum(e.size for e in listing) / 2**30:.2f} GB in {root} "
+             f"(limit: {f'{limit / 2**30:.1f} GB' if limit else 'none'}, "
+             f"${cache_folders.MAX_ENV})")
+        return 0
+    kept = [e for e in listing if not cache_folders.clear_slot(e.path)]
+    freed = sum(e.size for e in listing if e not in kept)
+    _say(f"freed {freed / 2**20:.1f} MB in {root}; {len(kept)} caches in use kept")
+    return 0
 
 
 def _evaluate(args: argparse.Namespace) -> None:
@@ -309,16 +395,16 @@ def _agreement(args: argparse.Namespace) -> None:
 
 
 VERBS = {"view": _view, "cases": _cases, "describe": _describe, "sample": _sample,
-         "convert": _job, "qc": _job, "snapshot": _job,
+         "convert": _job, "qc": _job, "snapshot": _job, "cache": _cache,
          "evaluate": _evaluate, "review-export": _review_export, "agreement": _agreement}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        VERBS[args.verb](args)
+        code = VERBS[args.verb](args) or 0
     except GroundingError as err:
-        print(f"{PROG}: error: {err}", file=sys.stderr)
+        _say(f"{PROG}: error: {err}", err=True)
         return 2
     except KeyboardInterrupt:
         return 130
@@ -328,10 +414,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as err:
         if args.debug:
             raise
-        print(f"{PROG}: internal error: {type(err).__name__}: {err} (rerun with --debug)",
-              file=sys.stderr)
+        _say(f"{PROG}: internal error: {type(err).__name__}: {err} (rerun with --debug)", err=True)
         return 1
-    return 0
+    return code
 
 
 if __name__ == "__main__":

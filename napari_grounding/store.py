@@ -2,14 +2,19 @@
 
 A ``.nii.gz`` must be decompressed from the start to reach a slice; the cache holds the CT in
 display order (HU applied) as an NGFF multiscale image in chunks of 32 x 128 x 128, with its
-physical scale,
-and each mask as an NGFF label image. A cache is written to a temporary folder, stamped with the
-source's size and time last, then renamed into place: a half-written or stale cache is never
-opened, it is rebuilt.
+physical scale, and each mask as an NGFF label image.
+
+A cache is immutable once published. Each source file has a slot folder; each version in it is
+named by a hash of its stamp (the source's path, size, time and sampled content, and the rescale
+and geometry applied), written to a ``*.partial-*`` folder and published by one atomic rename.
+A reader looks up the version its source calls for and holds a shared lock on it while reading,
+so a concurrent writer or cleaner never changes or deletes what it reads; stale versions and
+leftovers of killed writers are removed later by whoever writes next (``cache_folders``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -21,10 +26,11 @@ from typing import Any
 import dask.array as da
 import numpy as np
 import zarr
-from ome_zarr.writer import write_labels, write_multiscale
+from ome_zarr.writer import write_label_metadata, write_multiscales_metadata
 from platformdirs import user_cache_path
 from zarr.codecs import BloscCodec
 
+from . import cache_folders as folders
 from .metrics import compute_isolated
 from .model import Case, Image, MaskAnnotation, Orientation, ReadCounter
 from .windows import CT_DEFAULT_WINDOW, window_limits
@@ -34,9 +40,13 @@ CACHE_ENV = "NAPARI_GROUNDING_CACHE"
 # read in ~10 ms (benchmarks/run.py).
 CHUNKS = (32, 128, 128)
 CODECS = [BloscCodec(cname="lz4", clevel=5, shuffle="shuffle")]
-FORMAT = 1
+FORMAT = 2
 AXES = [{"name": n, "type": "space", "unit": "millimeter"} for n in ("z", "y", "x")]
 _STAMP = "napari_grounding"
+# content identity: the first and last blocks (header, gzip CRC and size trailer) and blocks
+# sampled in between, so a rewrite keeping size and time (cp -p, rsync -t) is still noticed
+_SAMPLE_BLOCK = 64 * 1024
+_SAMPLES = 16
 
 
 def cache_root(folder: str | os.PathLike | None = None) -> Path:
@@ -48,10 +58,24 @@ def cache_root(folder: str | os.PathLike | None = None) -> Path:
     return user_cache_path("napari-grounding") / "zarr"
 
 
-def cache_path(source: str | os.PathLike, root: Path) -> Path:
+def slot_path(source: str | os.PathLike, root: Path) -> Path:
+    """The folder holding every cached version of one source file."""
     source = Path(source).resolve()
     digest = hashlib.sha1(str(source).encode()).hexdigest()[:12]
-    return root / f"{source.name.split('.')[0]}-{digest}.ome.zarr"
+    return root / f"{source.name.split('.')[0]}-{digest}"
+
+
+def content_id(path: str | os.PathLike) -> str:
+    """A cheap fingerprint of a file's bytes: its size and sampled blocks."""
+    size = os.path.getsize(path)
+    last = max(0, size - _SAMPLE_BLOCK)
+    offsets = sorted({0, last, *(last * k // (_SAMPLES + 1) for k in range(1, _SAMPLES + 1))})
+    digest = hashlib.sha1(str(size).encode())
+    with open(path, "rb") as f:
+        for offset in offsets:
+            f.seek(offset)
+            digest.update(f.read(_SAMPLE_BLOCK))
+    return digest.hexdigest()[:20]
 
 
 def _file_stamp(path: str) -> dict[str, Any] | None:
@@ -59,80 +83,207 @@ def _file_stamp(path: str) -> dict[str, Any] | None:
         return None  # not read from a file of its own
     try:
         stat = Path(path).stat()
+        content = content_id(path)
     except OSError:
         return None
-    return {"path": str(Path(path).resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+    return {"path": str(Path(path).resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns,
+            "content": content}
 
 
 def stamp(image: Image) -> dict[str, Any]:
     """What a cache must match to stand for an image: its source file as it is now and the
-    way it was read (rescale, spacing) — any change makes the cache stale."""
-    source = Path(image.source)
-    stat = source.stat()
-    return {"format": FORMAT, "source": str(source.resolve()), "size": stat.st_size,
-            "mtime_ns": stat.st_mtime_ns, "hu": image.meta.get("hu", ""),
+    values it was read with (rescale, dtype, geometry); any change makes it another version."""
+    source = _file_stamp(image.source) or {}
+    return {"format": FORMAT, "source": source.get("path"), "size": source.get("size"),
+            "mtime_ns": source.get("mtime_ns"), "content": source.get("content"),
+            "rescale": image.meta.get("rescale", image.meta.get("hu", "")),
+            "dtype": str(image.data.dtype), "shape": list(image.orientation.source_shape),
             "affine": np.asarray(image.affine).round(6).tolist()}
+
+
+def _version_name(expected: dict[str, Any]) -> str:
+    text = json.dumps(expected, sort_keys=True)
+    return f"v-{hashlib.sha1(text.encode()).hexdigest()[:16]}.ome.zarr"
+
+
+def cache_path(image: Image, root: Path | None = None) -> Path:
+    """Where the current version of an image's cache is (or would be) published."""
+    return slot_path(image.source, cache_root(root)) / _version_name(stamp(image))
+
+
+def _stamp_matches(path: Path, expected: dict[str, Any]) -> bool:
+    try:
+        found = zarr.open_group(str(path), mode="r").attrs.get(_STAMP, {})
+    except (FileNotFoundError, OSError, ValueError, KeyError, TypeError,
+            zarr.errors.GroupNotFoundError):
+        return False
+    if not isinstance(found, dict):
+        return False
+    return {k: found.get(k) for k in expected} == json.loads(json.dumps(expected))
 
 
 def find_cache(image: Image, root: Path | None = None) -> Path | None:
     """A complete, current cache for an image, or None."""
-    path = cache_path(image.source, cache_root(root))
-    try:
-        found = zarr.open_group(str(path), mode="r").attrs.get(_STAMP, {})
-    except (FileNotFoundError, OSError, ValueError, zarr.errors.GroupNotFoundError):
+    if not image.source:
         return None
     expected = stamp(image)
-    return path if {k: found.get(k) for k in expected} == json.loads(json.dumps(expected)) else None
+    path = slot_path(image.source, cache_root(root)) / _version_name(expected)
+    return path if _stamp_matches(path, expected) else None
 
 
-def _pyramid(volume: da.Array) -> list[da.Array]:
-    levels = [volume]
-    while min(levels[-1].shape[1:]) > 128 and levels[-1].shape[0] >= 2:
-        coarse = da.coarsen(np.mean, levels[-1], {0: 2, 1: 2, 2: 2}, trim_excess=True)
-        levels.append(coarse.astype(volume.dtype))
-    return levels
+def open_current(image: Image, root: Path | None = None) -> tuple[Image, dict[str, Any]] | None:
+    """The image and its masks from its current cache, or None when there is no usable one
+    (missing, stale, being deleted, unreadable: the caller reads the source instead)."""
+    path = find_cache(image, root)
+    if path is None:
+        return None
+    try:
+        return open_cache(path)
+    except (OSError, ValueError, KeyError, TypeError, zarr.errors.BaseZarrError):
+        return None
+
+
+def _pyramid_shapes(shape: tuple[int, ...]) -> list[tuple[int, ...]]:
+    shapes = [tuple(shape)]
+    while min(shapes[-1][1:]) > 128 and shapes[-1][0] >= 2:
+        shapes.append(tuple(n // 2 for n in shapes[-1]))
+    return shapes
+
+
+def is_current(case: Case, image_id: str = "ct", root: Path | None = None) -> Path | None:
+    """The cache of a case's image when it is current and holds all its masks as they are now."""
+    image = case.images[image_id]
+    path = find_cache(image, root)
+    if path is None:
+        return None
+    masks = zarr.open_group(str(path), mode="r").attrs[_STAMP].get("masks", {})
+    wanted = {m.id: m for m in _masks(case, image)}
+    if set(masks) != set(wanted):
+        return None
+    fresh = all(masks[i] is None or masks[i] == _file_stamp(masks[i]["path"]) for i in wanted)
+    return path if fresh else None
+
+
+def ensure_cache(case: Case, image_id: str = "ct", root: Path | None = None) -> tuple[Path, bool]:
+    """The case's current cache, written only when missing or stale: (path, written)."""
+    current = is_current(case, image_id, root)
+    if current is not None:
+        folders.clean_slot(current.parent, keep=current)
+        return current, False
+    return write_cache(case, image_id, root), True
 
 
 def write_cache(case: Case, image_id: str = "ct", root: Path | None = None) -> Path:
-    """Write (or rewrite) the cache of a case's CT and its masks; returns its path."""
+    """Write a new version of the cache of a case's CT and its masks; returns its path."""
     image = case.images[image_id]
-    out = cache_path(image.source, cache_root(root))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    partial = out.with_name(f"{out.name}.partial-{uuid.uuid4().hex[:8]}")
+    expected = stamp(image)
+    slot = slot_path(image.source, cache_root(root))
+    out = slot / _version_name(expected)
+    slot.mkdir(parents=True, exist_ok=True)
+    partial = slot / f"{out.name}.partial-{uuid.uuid4().hex[:8]}"
+    partial.mkdir()
+    lock = folders.hold(partial, exclusive=True, create=True)
     try:
-        _write(case, image, partial)
+        folders.crash_point("partial")
+        _write(case, image, partial, expected)
+        folders.crash_point("written")
+        _publish(partial, out, expected)
+        folders.crash_point("published")
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)  # a failed write leaves nothing behind
+        with contextlib.suppress(OSError):  # unless other versions live there
+            slot.rmdir()
         raise
-    if out.exists():
-        shutil.rmtree(out)
-    os.replace(partial, out)  # the cache appears whole or not at all
+    finally:
+        if partial.exists():  # the same version was published meanwhile by another writer
+            shutil.rmtree(partial, ignore_errors=True)
+        if lock is not None:
+            lock.close()
+    folders.clean_slot(slot, keep=out)
+    if root is None:  # the viewer's cache; a `convert --out` folder is marked and never evicted
+        folders.evict(cache_root(), folders.max_bytes(), keep=out)
     return out
 
 
-def _write(case: Case, image: Image, partial: Path) -> None:
-    group = zarr.open_group(str(partial), mode="w")
-    scale = dict(zip("zyx", (float(s) for s in image.spacing), strict=True))
-    chunks = tuple(min(c, n) for c, n in zip(CHUNKS, image.data.shape, strict=True))
-    volume = image.data.rechunk(chunks)
-    # compute=False: the writes run below, off napari's global dask callbacks
-    pending = write_multiscale(_pyramid(volume), group, axes=AXES, scale=scale,
-                               storage_options={"chunks": chunks, "compressors": CODECS},
-                               compute=False)
-    masks = [a for a in case.annotations.values()  # the dataset's own: not predictions
-             if isinstance(a, MaskAnnotation) and a.image == image.id and a.set == case.reference_set]
-    for mask in masks:
-        shown = image.orientation.to_display(mask.data).rechunk(chunks)
-        pending += write_labels(shown, group, name=_label_name(mask.id), axes=AXES, scaler=None,
-                                scale_factors=(), scale=scale, compute=False,
-                                storage_options={"chunks": chunks, "compressors": CODECS})
-    compute_isolated(*pending)
-    group.attrs[_STAMP] = {**stamp(image), "origin": list(image.origin),
+def _publish(partial: Path, out: Path, expected: dict[str, Any]) -> None:
+    """Rename the finished version into place: atomic, and never over a version in use."""
+    try:
+        os.rename(partial, out)
+        return
+    except OSError:
+        if _stamp_matches(out, expected):
+            return  # the same version, published meanwhile by another writer
+    folders.remove(out)  # there but unreadable: replace it
+    os.rename(partial, out)
+
+
+def _masks(case: Case, image: Image) -> list[MaskAnnotation]:
+    return [a for a in case.annotations.values()  # the dataset's own: not predictions
+            if isinstance(a, MaskAnnotation) and a.image == image.id
+            and a.set == case.reference_set]
+
+
+def _write_array(group: zarr.Group, name: str, shape: tuple[int, ...], dtype: np.dtype,
+                 chunks: tuple[int, ...], slab: Any) -> zarr.Array:
+    """Write an array slab by slab (one chunk row along z at a time), each from numpy."""
+    array = group.create_array(name, shape=shape, dtype=dtype, chunks=chunks,
+                               compressors=CODECS, fill_value=0, dimension_names=("z", "y", "x"))
+    for z0 in range(0, shape[0], chunks[0]):
+        z1 = min(shape[0], z0 + chunks[0])
+        array[z0:z1] = slab(z0, z1)
+    return array
+
+
+def _from_dask(volume: da.Array) -> Any:
+    # an explicit, empty callback set: napari's global dask cache callback must not see this
+    return lambda z0, z1: np.asarray(compute_isolated(volume[z0:z1])[0])
+
+
+def _halved(finer: zarr.Array, dtype: np.dtype) -> Any:
+    def slab(z0: int, z1: int) -> np.ndarray:
+        block = finer[2 * z0 : 2 * z1]
+        n = [s // 2 for s in block.shape]
+        block = block[: 2 * n[0], : 2 * n[1], : 2 * n[2]].reshape(n[0], 2, n[1], 2, n[2], 2)
+        return block.mean(axis=(1, 3, 5)).astype(dtype)
+    return slab
+
+
+def _datasets(levels: int, scale: list[float]) -> list[dict[str, Any]]:
+    return [{"path": f"s{level}", "coordinateTransformations": [
+        {"type": "scale", "scale": [s * 2**level for s in scale]},
+        {"type": "translation", "translation": [0.0, 0.0, 0.0]}]} for level in range(levels)]
+
+
+def _write(case: Case, image: Image, partial: Path, expected: dict[str, Any]) -> None:
+    group = zarr.open_group(str(partial), mode="a")  # fresh folder: only our lock file
+    scale = [float(s) for s in image.spacing]
+    shape = tuple(int(n) for n in image.data.shape)
+    chunks = tuple(min(c, n) for c, n in zip(CHUNKS, shape, strict=True))
+    shapes = _pyramid_shapes(shape)
+    level = _write_array(group, "s0", shape, image.data.dtype, chunks, _from_dask(image.data))
+    for index, coarse in enumerate(shapes[1:], start=1):
+        level_chunks = tuple(min(c, n) for c, n in zip(chunks, coarse, strict=True))
+        level = _write_array(group, f"s{index}", coarse, image.data.dtype, level_chunks,
+                             _halved(level, image.data.dtype))
+    write_multiscales_metadata(group, _datasets(len(shapes), scale), axes=AXES, name="/")
+    masks = _masks(case, image)
+    if masks:
+        labels = group.create_group("labels")
+        for mask in masks:
+            name = _label_name(mask.id)
+            label = labels.create_group(name)
+            shown = image.orientation.to_display(mask.data)
+            _write_array(label, "s0", shape, shown.dtype, chunks, _from_dask(shown))
+            write_multiscales_metadata(label, _datasets(1, scale), axes=AXES, name=name)
+            write_label_metadata(labels, name, source={"image": "../../"})
+        labels.attrs["ome"] = {**labels.attrs["ome"], "version": "0.5"}  # NGFF 0.5 asks for it
+    group.attrs[_STAMP] = {**expected, "origin": list(image.origin),
                            "source_axes": list(image.orientation.source_axes),
                            "flips": list(image.orientation.flips),
                            "source_shape": list(image.orientation.source_shape),
                            "masks": {m.id: _file_stamp(m.source) for m in masks},
-                           "meta": image.meta}  # written last: marks the cache complete
+                           "meta": {k: v for k, v in image.meta.items() if k != "cache"}}
+    # the stamp is written last: a version without it is never used
 
 
 def _label_name(annotation_id: str) -> str:
@@ -142,8 +293,9 @@ def _label_name(annotation_id: str) -> str:
 class _Counted:
     """A zarr array that counts the chunks dask reads from it."""
 
-    def __init__(self, array: zarr.Array, counter: ReadCounter):
+    def __init__(self, array: zarr.Array, counter: ReadCounter, lock: folders.Hold):
         self.array, self.counter = array, counter
+        self.lock = lock  # the version stays locked (undeletable) while an array reads it
         self.shape, self.dtype, self.ndim = array.shape, array.dtype, array.ndim
 
     def __getitem__(self, key: Any) -> np.ndarray:
@@ -152,12 +304,12 @@ class _Counted:
         return block
 
 
-def _levels(group: zarr.Group, counter: ReadCounter) -> list[da.Array]:
+def _levels(group: zarr.Group, counter: ReadCounter, lock: folders.Hold) -> list[da.Array]:
     datasets = group.attrs["ome"]["multiscales"][0]["datasets"]
     out = []
     for dataset in datasets:
         array = group[dataset["path"]]
-        out.append(da.from_array(_Counted(array, counter), chunks=array.chunks, asarray=False,
+        out.append(da.from_array(_Counted(array, counter, lock), chunks=array.chunks, asarray=False,
                                  meta=np.empty((0,) * array.ndim, array.dtype),
                                  name=f"zarr-{group.store}-{group.path}-{dataset['path']}"))
     return out
@@ -165,11 +317,16 @@ def _levels(group: zarr.Group, counter: ReadCounter) -> list[da.Array]:
 
 def open_cache(path: Path, image_id: str = "ct") -> tuple[Image, dict[str, Any]]:
     """The cached CT as an Image (geometry as the source gave it) and mask arrays by id, in
-    the source's axis order, as the model keeps them."""
+    the source's axis order, as the model keeps them. The version stays locked against
+    deletion as long as any of the arrays is alive."""
+    lock = folders.hold(path, exclusive=False)
+    if lock is None:
+        raise FileNotFoundError(f"{path}: gone or being deleted")
+    folders.touch(path)
     group = zarr.open_group(str(path), mode="r")
     info = dict(group.attrs[_STAMP])
     counter = ReadCounter()
-    levels = _levels(group, counter)
+    levels = _levels(group, counter, lock)
     orientation = Orientation(tuple(info["source_axes"]), tuple(info["flips"]),
                               tuple(info["source_shape"]))
     image = Image(id=image_id, data=levels[0], orientation=orientation,
@@ -182,6 +339,6 @@ def open_cache(path: Path, image_id: str = "ct") -> tuple[Image, dict[str, Any]]
         if source is not None and _file_stamp(source["path"]) != source:
             continue  # the mask file changed since: read it, not the cache
         label = group["labels"][_label_name(mask_id)]
-        (level,) = _levels(label, counter)[:1]
+        (level,) = _levels(label, counter, lock)[:1]
         masks[mask_id] = orientation.to_source(level)
     return image, masks

@@ -115,7 +115,7 @@ def test_qc_command_writes_the_csv(tmp_path, phantom, capsys):
 
 def test_convert_and_snapshot(tmp_path, sample_root, capsys):
     assert main(["convert", str(sample_root), "--out", str(tmp_path / "cache")]) == 0
-    assert len(list((tmp_path / "cache").glob("*.ome.zarr"))) == 1
+    assert len(list((tmp_path / "cache").glob("*/v-*.ome.zarr"))) == 1
     assert main(["snapshot", str(sample_root), "--out", str(tmp_path / "snap")]) == 0
     pictures = sorted((tmp_path / "snap" / CASE).glob("*.png"))
     assert [p.name for p in pictures] == ["finding_0.png", "finding_1.png", "finding_2.png"]
@@ -143,7 +143,7 @@ def test_jobs_on_a_local_distributed_cluster(tmp_path, phantom, cluster, capsys)
         (f"train_{n}_a_1", d) for n, d in enumerate(CT_DEFECTS, start=2)}
     assert main(["convert", str(root), "--out", str(tmp_path / "cache"),
                  "--scheduler", cluster]) == 0
-    assert len(list((tmp_path / "cache").glob("*.ome.zarr"))) == 5  # one case has no CT
+    assert len(list((tmp_path / "cache").glob("*/v-*.ome.zarr"))) == 5  # one case has no CT
     assert "5 of 6 cases cached" in capsys.readouterr().out
 
 

@@ -70,7 +70,7 @@ def test_a_slice_from_the_cache_reads_its_chunks_only(root, cache):
 
 def test_half_written_cache_is_never_used(root, cache):
     case = open_case(root)
-    path = store.cache_path(case.images["ct"].source, cache)
+    path = store.cache_path(case.images["ct"], cache)
     partial = path.with_name(path.name + ".partial-dead")
     partial.mkdir(parents=True)
     (partial / "zarr.json").write_text("{}")  # a writer killed mid-way
@@ -88,8 +88,10 @@ def test_stale_cache_is_rebuilt_not_shown(root, cache):
     assert "cache" not in fresh.images["ct"].meta  # the CT changed: the cache is stale
     assert int(fresh.images["ct"].data[30, 64, 64].compute()) == int(
         fresh.images["ct"].orientation.to_display(phantom.hu + 7)[30, 64, 64])
-    store.write_cache(fresh)
-    assert open_case(root).images["ct"].meta["cache"] == str(path)
+    new = store.write_cache(fresh)
+    assert new != path and new.parent == path.parent  # a new version in the same slot
+    assert open_case(root).images["ct"].meta["cache"] == str(new)
+    assert not path.exists()  # the stale version, used by nobody, is cleaned up
 
 
 def test_changed_mask_file_is_read_again(root, cache, phantom):
@@ -127,3 +129,15 @@ def test_a_cache_written_from_a_cached_case_still_tracks_the_mask_file(root, cac
     again = store.write_cache(cached, root=tmp_path / "elsewhere")
     masks = zarr.open_group(str(again), mode="r").attrs["napari_grounding"]["masks"]
     assert {m["path"] for m in masks.values()} == {str(mask_file(root).resolve())}
+
+
+def test_the_cache_is_valid_ngff_0_5(root, cache):
+    models = pytest.importorskip("ome_zarr_models.v05.image", reason="ome-zarr-models not installed")
+    from ome_zarr_models.v05.image_label import ImageLabel
+
+    group = zarr.open_group(str(store.write_cache(open_case(root))), mode="r")
+    image = models.Image.from_zarr(group)
+    assert [d.path for d in image.attributes.ome.multiscales[0].datasets] == ["s0"]
+    for name in ("mask_0", "mask_1", "mask_2"):
+        label = ImageLabel.from_zarr(group["labels"][name])
+        assert label.attributes.ome.image_label.source.image == "../../"

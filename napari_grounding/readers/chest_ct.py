@@ -11,7 +11,7 @@ from functools import cached_property
 from pathlib import Path
 
 from ..model import Case, GroundingError, Image, MaskAnnotation
-from ..store import find_cache, open_cache
+from ..store import open_current
 from . import ctrate, rexgroundingct
 from .ctrate import CTRateTables, VolumeName, find_volume, is_fixed
 from .nifti import Rescale, open_volume
@@ -95,8 +95,9 @@ class ChestCTDataset:
         return "\t".join(parts)
 
     def open_case(self, case_id: str, volume: Path | None = None) -> Case:
-        name = case_name(case_id)
-        record = self.records.get(name)
+        key = case_name(case_id)
+        record = self.records.get(key)
+        name = record.name if record else key  # a repeated dataset.json name: its file's name
         in_tables = self.tables is not None and self.tables.has(name)
         volume = volume or find_volume(name, self.search_roots)
         if record is None and not in_tables and volume is None:
@@ -104,8 +105,10 @@ class ChestCTDataset:
                 f"{self.root}: no case {name!r} among its {len(self.case_ids())} cases "
                 f"(list them with: napari-grounding cases {self.root})")
         # one key space for both: the same scan reached from either root joins its verdicts
-        case = Case(dataset=rexgroundingct.DATASET if record else ctrate.DATASET, id=name,
+        case = Case(dataset=rexgroundingct.DATASET if record else ctrate.DATASET, id=key,
                     key_space=ctrate.DATASET)
+        if record is not None and record.note:
+            case.problems.append(record.note)
         ct, cached_masks = self._open_ct(name, volume, record, case) if volume else (None, {})
         if ct is not None:
             case.images[ct.id] = ct
@@ -145,12 +148,13 @@ class ChestCTDataset:
         ct = open_volume(volume, rescale=rescale, spacing=spacing, direction=direction)
         if direction is not None:
             ct.meta["orientation_from"] = "CT-RATE metadata ImageOrientationPatient"
+        if ct.meta.get("warnings"):
+            case.problems.append(ct.meta["warnings"])
         if record is not None and record.shape and record.shape != ct.orientation.source_shape:
             case.problems.append(
                 f"{volume}: CT shape {ct.orientation.source_shape} differs from dataset.json's "
                 f"{record.shape}")
-        cached = find_cache(ct)
-        return open_cache(cached) if cached else (ct, {})
+        return open_current(ct) or (ct, {})
 
     def _add_findings(self, record: Record, ct: Image | None, case: Case,
                       cached_masks: dict) -> None:
@@ -161,6 +165,9 @@ class ChestCTDataset:
             return
         if record.split == "train":
             case.tags["masks"] = TRAIN_MASK_NOTE
+        if record.pixels is None:
+            case.problems.append(f"{case.id}: dataset.json gives no 'pixels' for a {record.split} "
+                                 "record; its masks are read, their voxel counts not checked")
         path = rexgroundingct.mask_path(self.root, record)
         wanted = [f"mask/{i}" for i in range(len(record.findings))]
         if cached_masks and all(m in cached_masks for m in wanted):

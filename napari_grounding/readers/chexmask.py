@@ -18,10 +18,10 @@ import numpy as np
 import pandas as pd
 
 from ..model import Annotation, Case, ContourAnnotation, GroundingError, Image, MaskAnnotation, TextItem
-from .csv_rows import CsvRows
+from .csv_rows import CsvRows, reading
 from .dicom import DICOM_SUFFIXES, open_dicom
 from .image_folder import ImageFolder
-from .rle import STRUCTURES, FormatError, parse_landmarks, rle_decode, rle_extent, split_landmarks
+from .rle import MAX_SIDE, STRUCTURES, FormatError, parse_landmarks, rle_decode, rle_extent, split_landmarks
 from .xray import blank_image, open_xray
 
 DATASET = "chexmask"
@@ -104,10 +104,11 @@ class CheXmaskDataset:
         """One line per image, streamed (no per-row lookups)."""
         wanted = [c for c in (self.rows.id_column, "Dice RCA (Mean)", "Height", "Width")
                   if c in self.rows.header]
-        for chunk in pd.read_csv(self.path, usecols=wanted, dtype=str, keep_default_na=False,
-                                 chunksize=100_000):
-            for record in chunk.to_dict("records"):
-                yield self._summary_line(record[self.rows.id_column], record)
+        with reading(self.path):
+            for chunk in pd.read_csv(self.path, usecols=wanted, dtype=str,
+                                     keep_default_na=False, chunksize=100_000):
+                for record in chunk.to_dict("records"):
+                    yield self._summary_line(record[self.rows.id_column], record)
 
     @staticmethod
     def _summary_line(case_id: str, row: dict[str, str]) -> str:
@@ -126,6 +127,7 @@ class CheXmaskDataset:
         case = Case(dataset=DATASET, id=case_id)
         where = f"{self.path.name}: row {number} ({case_id})"
         case.problems += [f"{self.path.name}: no {c!r} column" for c in self.missing_columns]
+        case.problems += [note for note in (self.rows.note,) if note]
         case.tags.update(self._quality_tags(row))
         picture = self._find_image(case_id, case)
         shape = self._mask_shape(row, picture, where, case)
@@ -172,12 +174,13 @@ class CheXmaskDataset:
                     case: Case) -> tuple[int, int] | None:
         """The mask grid: the row's Height/Width, else the image's, else 1024 x 1024 if all fits."""
         height, width = _number(row.get("Height", "")), _number(row.get("Width", ""))
-        if height and width and height.is_integer() and width.is_integer():
+        if height and width and height.is_integer() and width.is_integer() \
+                and 1 <= height <= MAX_SIDE and 1 <= width <= MAX_SIDE:
             case.tags["size_source"] = "CSV Height/Width"
             return int(height), int(width)
         if row.get("Height", "").strip() or row.get("Width", "").strip():
-            case.problems.append(f"{where}, columns 'Height'/'Width': not whole numbers "
-                                 f"({row.get('Height')!r}, {row.get('Width')!r})")
+            case.problems.append(f"{where}, columns 'Height'/'Width': not whole numbers from 1 "
+                                 f"to {MAX_SIDE} ({row.get('Height')!r}, {row.get('Width')!r})")
         if picture is not None:
             case.tags["size_source"] = "image (Height/Width empty)"
             return picture.orientation.source_shape

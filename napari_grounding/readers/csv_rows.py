@@ -2,18 +2,23 @@
 
 Small files are parsed whole. Large ones (CheXmask's run to gigabytes) are scanned once into
 an index (ID -> byte offset and length of its row, sorted for binary search, memory-mapped) kept
-next to the CSV or in the user cache and rebuilt when the CSV changes. A lookup then reads one
-row. Gzipped CSVs work too: ``indexed_gzip`` seeks in them and its seek points are saved.
+next to the CSV or in the user cache and rebuilt when the CSV changes (size, time or sampled
+content). A lookup then reads one row, and checks that the row read carries the ID asked for:
+when it does not (the file was rewritten behind the index), the index is rebuilt once, and a
+file that cannot be indexed (a stray quote) is searched by a streamed scan instead. Gzipped
+CSVs work too: ``indexed_gzip`` seeks in them and its seek points are saved.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import gzip
 import hashlib
 import io
 import json
 import os
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,10 +27,14 @@ import pandas as pd
 from platformdirs import user_cache_path
 
 from ..model import GroundingError
+from ..store import content_id
 
 INDEX_THRESHOLD_BYTES = 32 * 2**20
 _BLOCK = 8 * 2**20
-_INDEX_VERSION = 1
+_INDEX_VERSION = 2
+# what reading a damaged or truncated CSV (plain or gzipped) raises
+_READ_ERRORS = (OSError, EOFError, zlib.error, gzip.BadGzipFile, UnicodeDecodeError, ValueError,
+                pd.errors.ParserError)
 
 
 @dataclass
@@ -72,11 +81,21 @@ class CsvRows:
                                  f"columns are {', '.join(self.header)})")
         self.id_column = found[0]
         self.indexed = self.path.stat().st_size >= threshold
+        self.note = ""  # how lookups work when the index could not be used, for the user
+        self._index_dir = index_dir
+        self._scan_ids: list[str] | None = None
         self._table: pd.DataFrame | None = None
         self._index: np.ndarray | None = None
         self._gz_index: Path | None = None
         if self.indexed:
-            self._index, self._gz_index = self._load_or_build_index(index_dir)
+            self._load_index(rebuild=False)
+
+    def _load_index(self, rebuild: bool) -> None:
+        try:
+            self._index, self._gz_index = self._load_or_build_index(self._index_dir, rebuild)
+        except _Unindexable as err:
+            self._index, self._gz_index = None, None
+            self.note = f"{self.path}: rows found by scanning, not by index ({err})"
 
     def _read_header(self) -> tuple[list[str], int]:
         try:
@@ -95,7 +114,7 @@ class CsvRows:
         if self._table is None:
             try:
                 table = pd.read_csv(self.path, dtype=str, keep_default_na=False)
-            except (ValueError, OSError, pd.errors.ParserError) as err:
+            except _READ_ERRORS as err:
                 raise GroundingError(f"{self.path}: cannot parse CSV ({err})") from None
             table.columns = [c.strip() for c in table.columns]
             table["__row__"] = np.arange(1, len(table) + 1)
@@ -108,38 +127,57 @@ class CsvRows:
     def _signature(self) -> dict:
         stat = self.path.stat()
         return {"version": _INDEX_VERSION, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns,
-                "id_column": self.id_column}
+                "content": content_id(self.path), "id_column": self.id_column}
 
-    def _load_or_build_index(self, index_dir: Path | None) -> tuple[np.ndarray, Path | None]:
-        failure: OSError | None = None
+    def _load_or_build_index(self, index_dir: Path | None,
+                             rebuild: bool) -> tuple[np.ndarray, Path | None]:
         for folder, stem in _index_locations(self.path, index_dir):
             try:
-                return self._load_or_build_at(folder, stem)
-            except PermissionError as err:  # a read-only dataset folder: try the next place
-                failure = err
-        raise GroundingError(f"{self.path}: cannot write its row index ({failure})")
+                return self._load_or_build_at(folder, stem, rebuild)
+            except OSError:  # read-only (EROFS, EACCES), full disk: try the next place
+                continue
+        # nowhere to keep it: an index for this session only
+        self.note = f"{self.path}: its row index could not be saved (rebuilt each session)"
+        return self._build_index(None), None
 
-    def _load_or_build_at(self, folder: Path, stem: str) -> tuple[np.ndarray, Path | None]:
+    def _load_or_build_at(self, folder: Path, stem: str,
+                          rebuild: bool) -> tuple[np.ndarray, Path | None]:
         rows_file, meta_file = folder / f"{stem}.rows.npy", folder / f"{stem}.rows.json"
         gz = folder / f"{stem}.gzidx" if self.path.name.endswith(".gz") else None
+        signature = self._signature()
         try:
-            if json.loads(meta_file.read_text()) == self._signature():
+            saved = json.loads(meta_file.read_text())
+            if not rebuild and saved.get("unindexable") and saved["signature"] == signature:
+                raise _Unindexable(saved["unindexable"])  # known from an earlier session
+            if not rebuild and saved == signature:
                 return np.load(rows_file, mmap_mode="r"), gz
-        except (OSError, ValueError):
+        except (OSError, ValueError, KeyError, AttributeError):
             pass  # missing or stale: rebuild
         folder.mkdir(parents=True, exist_ok=True)
-        tmp = folder / f"{stem}.rows.tmp.npy"
-        np.save(tmp, self._build_index(gz))
-        os.replace(tmp, rows_file)
-        meta_file.write_text(json.dumps(self._signature()))  # written last: marks it complete
+        tmp = folder / f"{stem}.rows.tmp-{os.getpid()}.npy"
+        try:
+            with contextlib.suppress(FileNotFoundError):
+                meta_file.unlink()  # the old stamp must not outlive the rows it described
+            try:
+                index = self._build_index(gz)
+            except _Unindexable as err:  # remembered, so later sessions go straight to scans
+                meta_file.write_text(json.dumps({"signature": signature, "unindexable": str(err)}))
+                raise
+            np.save(tmp, index)
+            os.replace(tmp, rows_file)
+            tmp_meta = meta_file.with_name(f"{meta_file.name}.tmp-{os.getpid()}")
+            tmp_meta.write_text(json.dumps(signature))
+            os.replace(tmp_meta, meta_file)  # written last: marks it complete
+        finally:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
         return np.load(rows_file, mmap_mode="r"), gz
 
     def _build_index(self, gz_file: Path | None) -> np.ndarray:
         offsets, lengths = self._row_spans(gz_file)
         ids = self._ids_in_order()
-        if len(ids) != len(offsets):
-            raise GroundingError(f"{self.path}: could not index ({len(ids)} IDs for "
-                                 f"{len(offsets)} rows)")
+        if len(ids) != len(offsets):  # a stray quote: rows and byte spans disagree
+            raise _Unindexable(f"{len(ids)} IDs for {len(offsets)} rows")
         encoded = np.array([i.encode("utf-8") for i in ids])
         index = np.zeros(len(ids), dtype=[("id", encoded.dtype), ("offset", "<i8"),
                                           ("length", "<i8"), ("row", "<i8")])
@@ -154,7 +192,7 @@ class CsvRows:
         """Byte spans of the data rows: newlines outside quotes end a row (one numpy pass)."""
         ends: list[np.ndarray] = []
         position, inside = self._header_bytes, False
-        with _open_binary(self.path) as f:
+        with reading(self.path), _open_binary(self.path) as f:
             f.seek(self._header_bytes)
             while block := f.read(_BLOCK):
                 raw = np.frombuffer(block, dtype=np.uint8)
@@ -173,10 +211,11 @@ class CsvRows:
 
     def _ids_in_order(self) -> list[str]:
         ids: list[str] = []
-        reader = pd.read_csv(self.path, usecols=[self.id_column], dtype=str,
-                             keep_default_na=False, chunksize=200_000)
-        for chunk in reader:
-            ids.extend(chunk[self.id_column].tolist())
+        with reading(self.path):
+            reader = pd.read_csv(self.path, usecols=[self.id_column], dtype=str,
+                                 keep_default_na=False, chunksize=200_000)
+            for chunk in reader:
+                ids.extend(chunk[self.id_column].tolist())
         return ids
 
     # -- lookups ----------------------------------------------------------------------------
@@ -184,11 +223,17 @@ class CsvRows:
         """Every ID, in file order."""
         if not self.indexed:
             return self._frame()[self.id_column].tolist()
+        if self._index is None:
+            if self._scan_ids is None:
+                self._scan_ids = self._ids_in_order()
+            return list(self._scan_ids)
         ordered = np.sort(self._index, order="row")
         return [i.decode("utf-8") for i in ordered["id"]]
 
     def __len__(self) -> int:
-        return len(self._index) if self.indexed else len(self._frame())
+        if not self.indexed:
+            return len(self._frame())
+        return len(self._index) if self._index is not None else len(self.ids())
 
     def row(self, row_id: str) -> tuple[int, dict[str, str]] | None:
         """(data row number, column -> text) of one ID, or None when absent."""
@@ -198,16 +243,67 @@ class CsvRows:
                 return None
             record = table.loc[row_id]
             return int(record["__row__"]), {c: str(record[c]) for c in self.header}
+        for attempt in range(2):
+            if self._index is None:
+                return self._scan_for(row_id)
+            found = self._indexed_row(row_id)
+            if found is not _WRONG_ROW:
+                return found
+            if attempt == 0:  # the file changed behind the index: rebuild it once
+                self._load_index(rebuild=True)
+        self.note = f"{self.path}: its row index does not match the file; rows found by scanning"
+        self._index = None
+        return self._scan_for(row_id)
+
+    def _indexed_row(self, row_id: str) -> tuple[int, dict[str, str]] | None | object:
         key = row_id.encode("utf-8")
         ids = self._index["id"]
         at = int(np.searchsorted(ids, key))
         if at >= len(ids) or ids[at] != key:
             return None
         entry = self._index[at]
-        with _open_binary(self.path, self._gz_index) as f:
+        with reading(self.path), _open_binary(self.path, self._gz_index) as f:
             f.seek(int(entry["offset"]))
             raw = f.read(int(entry["length"]))
         self.stats.bytes_read += len(raw)
         self.stats.rows_parsed += 1
-        values = next(csv.reader(io.StringIO(raw.decode("utf-8"))), [])
-        return int(entry["row"]), dict(zip(self.header, values, strict=False))
+        try:
+            values = next(csv.reader(io.StringIO(raw.decode("utf-8"))), [])
+        except (UnicodeDecodeError, csv.Error):
+            return _WRONG_ROW
+        row = dict(zip(self.header, values, strict=False))
+        if row.get(self.id_column) != row_id:
+            return _WRONG_ROW  # the bytes there are another row now
+        return int(entry["row"]), row
+
+    def _scan_for(self, row_id: str) -> tuple[int, dict[str, str]] | None:
+        """The row of an ID by streaming the file through pandas (slow, always right)."""
+        seen = 0
+        with reading(self.path):
+            for chunk in pd.read_csv(self.path, dtype=str, keep_default_na=False,
+                                     chunksize=20_000):
+                chunk.columns = [c.strip() for c in chunk.columns]
+                self.stats.rows_parsed += len(chunk)
+                hits = np.flatnonzero(chunk[self.id_column].to_numpy() == row_id)
+                if hits.size:
+                    record = chunk.iloc[int(hits[0])]
+                    return seen + int(hits[0]) + 1, {c: str(record[c]) for c in self.header}
+                seen += len(chunk)
+        return None
+
+
+class _Unindexable(Exception):
+    """The file's rows cannot be located by a quote-aware byte scan."""
+
+
+_WRONG_ROW = object()
+
+
+@contextlib.contextmanager
+def reading(path: Path):
+    """Reading errors of a damaged or truncated file as one line naming it."""
+    try:
+        yield
+    except _READ_ERRORS as err:
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise GroundingError(f"{path}: cannot read CSV (truncated or damaged? {reason})") from None

@@ -21,6 +21,7 @@ import pandas as pd
 
 from ..model import GroundingError, TextItem
 from .nifti import Rescale
+from .paths import safe_inside
 from .report import present, section_items
 
 DATASET = "ct-rate"
@@ -80,9 +81,9 @@ def find_volume(name: str, roots: list[Path]) -> Path | None:
     for root in roots:
         for folder in dirs:
             for suffix in (".nii.gz", ".nii"):
-                candidate = root / folder / (name + suffix)
-                if candidate.is_file():
-                    return candidate
+                candidate = safe_inside(root, (folder / (name + suffix)).as_posix())
+                if candidate is not None and candidate.is_file():
+                    return root / folder / (name + suffix)
     return None
 
 
@@ -196,8 +197,8 @@ class CTRateTables:
             xy = _parse_spacing(meta["XYSpacing"])
             z = _parse_spacing(meta["ZSpacing"])[0]
             spacing = (xy[0], xy[-1], z)
-        except (KeyError, ValueError, SyntaxError, IndexError):
-            spacing = None
+        except (KeyError, ValueError, SyntaxError, IndexError, TypeError):
+            spacing = None  # missing, None or malformed: the header's spacing is used
         return rescale, spacing
 
     def raw_direction(self, name: str) -> np.ndarray | None:

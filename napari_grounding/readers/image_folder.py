@@ -6,6 +6,7 @@ import os
 from pathlib import Path, PurePosixPath
 
 from .dicom import DICOM_SUFFIXES
+from .paths import safe_inside
 from .xray import IMAGE_SUFFIXES
 
 
@@ -24,8 +25,8 @@ class ImageFolder:
         (CheXpert's ``CheXpert-v1.0/train/...`` when the root is that folder)."""
         parts = PurePosixPath(relative.replace("\\", "/")).parts
         for start in range(len(parts)):
-            candidate = self.root.joinpath(*parts[start:])
-            if candidate.is_file():
+            candidate = safe_inside(self.root, "/".join(parts[start:]))  # never outside root
+            if candidate is not None and candidate.is_file():
                 return candidate
         return None
 
@@ -39,14 +40,16 @@ class ImageFolder:
                         path = Path(folder) / file
                         self._by_name.setdefault(file, path)
                         self._by_name.setdefault(path.stem, path)
-        return self._by_name.get(name) or self._by_name.get(PurePosixPath(name).name)
+        # only files found under the root are in the index, so no name can lead outside it
+        return self._by_name.get(name) or self._by_name.get(
+            PurePosixPath(name.replace("\\", "/")).name)
 
     def mimic_cxr_jpg(self, dicom_id: str, subject_id: str = "", study_id: str = "") -> Path | None:
         """MIMIC-CXR-JPG's ``files/pXX/p<subject>/s<study>/<dicom_id>.jpg``."""
         if subject_id and study_id:
             subject, study = subject_id.lstrip("p"), study_id.lstrip("s")
-            direct = (self.root / "files" / f"p{subject[:2]}" / f"p{subject}" / f"s{study}"
-                      / f"{dicom_id}.jpg")
-            if direct.is_file():
+            direct = safe_inside(self.root, f"files/p{subject[:2]}/p{subject}/s{study}/"
+                                            f"{dicom_id}.jpg")
+            if direct is not None and direct.is_file():
                 return direct
         return self.by_name(dicom_id)

@@ -7,7 +7,9 @@ whole file. Dtypes are never widened: HU rescaling uses integer arithmetic per c
 
 from __future__ import annotations
 
+import math
 import os
+import warnings
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +30,9 @@ from ..windows import CT_DEFAULT_WINDOW, window_limits
 DISPLAY_AXCODES = ("I", "P", "L")
 # For each display axis code: the RAS world axis it measures and the sign that makes it grow.
 _DISPLAY_FRAME = {"I": (2, -1.0), "P": (1, -1.0), "L": (0, -1.0)}
-_READ_ERRORS = (EOFError, OSError, zlib.error, ValueError, ImageFileError)
+_READ_ERRORS = (EOFError, OSError, zlib.error, ValueError, ImageFileError, OverflowError,
+                MemoryError)
+_MAX_GZIP_RATIO = 1100  # deflate cannot compress better than about 1032:1
 
 
 @dataclass(frozen=True)
@@ -47,7 +51,9 @@ class Rescale:
         """Keep 16-bit CTs 16-bit: integral slope/intercept stay in integer arithmetic."""
         if self.is_identity:
             return raw
-        if float(self.slope).is_integer() and float(self.inter).is_integer() and raw.kind in "iu":
+        whole = float(self.slope).is_integer() and float(self.inter).is_integer()
+        small = abs(self.slope) <= 2**15 and abs(self.inter) <= 2**31  # int64 work cannot overflow
+        if whole and small and raw.kind in "iu":
             return np.dtype(np.int16) if raw.itemsize <= 2 else np.dtype(np.int32)
         return np.dtype(np.float32)
 
@@ -55,8 +61,9 @@ class Rescale:
         if self.is_identity:
             return raw
         if out.kind == "f":
-            return raw.astype(out) * out.type(self.slope) + out.type(self.inter)
-        work = raw.astype(np.int32) * int(self.slope) + int(self.inter)
+            with np.errstate(over="ignore", invalid="ignore"):  # a huge slope saturates to inf
+                return raw.astype(out) * out.type(self.slope) + out.type(self.inter)
+        work = raw.astype(np.int64) * int(self.slope) + int(self.inter)
         info = np.iinfo(out)
         return np.clip(work, info.min, info.max).astype(out)
 
@@ -67,11 +74,14 @@ def load_header(path: str | os.PathLike) -> nib.Nifti1Image:
     if not path.is_file():
         raise GroundingError(f"{path}: file not found")
     try:
-        img = nib.load(str(path))
+        with warnings.catch_warnings(record=True) as caught:  # odd headers: our warnings
+            warnings.simplefilter("always")
+            img = nib.load(str(path))
     except _READ_ERRORS as err:
         raise GroundingError(f"{path}: not a readable NIfTI file ({_reason(err)})") from None
     if not isinstance(img, nib.Nifti1Image | nib.Nifti2Image):
         raise GroundingError(f"{path}: not a NIfTI image ({type(img).__name__})")
+    img.extra["warnings"] = [f"{path}: {_reason(w.message)}" for w in caught]
     _check_complete(path, img)
     return img
 
@@ -81,7 +91,11 @@ def _reason(err: BaseException) -> str:
 
 
 def _expected_bytes(img: nib.Nifti1Image) -> int:
-    return int(img.dataobj.offset) + int(np.prod(img.shape)) * img.get_data_dtype().itemsize
+    """Header offset plus data size, in Python integers (numpy's would wrap around)."""
+    shape = [int(n) for n in img.shape]
+    if any(n < 1 for n in shape):
+        return -1
+    return int(img.dataobj.offset) + math.prod(shape) * int(img.get_data_dtype().itemsize)
 
 
 def _check_complete(path: Path, img: nib.Nifti1Image) -> None:
@@ -92,6 +106,11 @@ def _check_complete(path: Path, img: nib.Nifti1Image) -> None:
     which also accepts the rare multi-member gzip.
     """
     expected = _expected_bytes(img)
+    if expected < 0:
+        raise GroundingError(f"{path}: corrupt NIfTI header (a dimension below 1: {img.shape})")
+    if path.name.endswith(".gz") and expected > _MAX_GZIP_RATIO * path.stat().st_size:
+        raise GroundingError(f"{path}: corrupt NIfTI header (dimensions {tuple(img.shape)} "
+                             f"promise {expected} bytes, more than the file could hold)")
     if path.name.endswith(".gz"):
         with open(path, "rb") as f:
             f.seek(-4, os.SEEK_END)
@@ -141,8 +160,13 @@ class _ChunkSource:
 
 
 def _narrow_labels(raw: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """Labels stored as floats: rounded to whole labels, but a positive value never becomes
+    background (0.5 stays labelled) and huge or infinite ones saturate instead of wrapping."""
     if raw.dtype.kind == "f":
-        raw = np.rint(raw)
+        top = np.iinfo(dtype).max
+        rounded = np.rint(np.nan_to_num(raw, nan=0.0, posinf=top, neginf=0.0))
+        rounded[(raw > 0) & (rounded < 1)] = 1
+        raw = np.clip(rounded, 0, top)
     return raw.astype(dtype)
 
 
@@ -214,6 +238,9 @@ def open_volume(path: str | os.PathLike, *, image_id: str = "ct", rescale: Resca
         affine = with_direction(affine, direction)
     if spacing:
         affine = with_spacing(affine, spacing)
+    if not np.all(np.isfinite(affine)) or abs(np.linalg.det(affine[:3, :3])) < 1e-12:
+        raise GroundingError(f"{path}: unusable geometry (sform/qform/pixdim give NaN or a zero "
+                             "voxel size)")
     effective = _effective_rescale(img, rescale)
     orientation = display_orientation(affine, img.shape)
     counter = ReadCounter()
@@ -233,7 +260,9 @@ def open_volume(path: str | os.PathLike, *, image_id: str = "ct", rescale: Resca
         origin=display_origin(affine, orientation),
         source=str(path),
         meta={"orientation": axcodes, "hu": effective.source,
-              "stored_dtype": str(img.get_data_dtype()), "contrast": contrast},
+              "rescale": f"slope {effective.slope!r} intercept {effective.inter!r}",
+              "stored_dtype": str(img.get_data_dtype()), "contrast": contrast,
+              **({"warnings": "; ".join(img.extra["warnings"])} if img.extra.get("warnings") else {})},
         reads=counter,
     )
 
@@ -263,8 +292,11 @@ def data_contrast(data: Any) -> tuple[tuple[float, float], str]:
 
 
 def _effective_rescale(img: nib.Nifti1Image, side: Rescale | None) -> Rescale:
-    slope, inter = img.dataobj.slope, img.dataobj.inter
-    header = Rescale(float(slope), float(inter), "NIfTI header scl_slope/scl_inter")
+    slope, inter = float(img.dataobj.slope), float(img.dataobj.inter)
+    if not (np.isfinite(slope) and np.isfinite(inter)) or slope == 0:
+        raise GroundingError(f"{img.get_filename()}: unusable scl_slope/scl_inter "
+                             f"({slope}, {inter})")
+    header = Rescale(slope, inter, "NIfTI header scl_slope/scl_inter")
     if not header.is_identity:
         return header
     return side if side is not None else Rescale()

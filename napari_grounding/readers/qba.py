@@ -17,12 +17,13 @@ from __future__ import annotations
 import json
 import re
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Any
 
 from ..model import BoxAnnotation, Case, GroundingError, Image
 from .image_folder import ImageFolder
-from .qba_items import StudyBuilder
+from .qba_items import StudyBuilder, listed
 from .qba_metadata import QBAMetadata, QualityMappings, StudyMetadata, find_mappings
 from .xray import open_xray
 
@@ -41,12 +42,14 @@ TAG_SCHEMA = (
     ("split", True, True), ("study_quality", True, False), ("subset", True, False),
 )
 _MEMBER = re.compile(r"^(?:[\w.-]+/)*?(p\d{2})/(p\d+)/(s\d+)(\.qa\.json|\.scene_graph\.json)$")
+MAX_JSON_BYTES = 64 * 2**20  # one study's JSON; a larger (declared or inflated) one is refused
 
 
 def _study_name(name: str) -> tuple[str, str, str] | None:
     """(patient, study, kind) of a study file name, or None for anything else."""
-    match = _MEMBER.match(name.replace("\\", "/"))
-    if not match or ".." in name.split("/"):
+    normal = name.replace("\\", "/")  # a zip made on Windows may use backslashes
+    match = _MEMBER.match(normal)
+    if not match or ".." in normal.split("/") or normal.startswith("/"):
         return None
     kind = "qa" if match.group(4) == ".qa.json" else "scene_graph"
     return match.group(2), match.group(3), kind
@@ -64,6 +67,7 @@ class QBADataset:
         # study -> kind -> (zip path or None, member or file path)
         self.files: dict[str, dict[str, tuple[Path | None, str]]] = {}
         self.patients: dict[str, str] = {}
+        self.duplicates: dict[str, list[str]] = {}  # study -> members named more than once
         self._scan()
         if path.is_file() and not path.name.endswith(".zip"):
             self._keep_only(path)
@@ -88,6 +92,9 @@ class QBADataset:
         if found is None:
             return
         patient, study, kind = found
+        if archive is not None and self.files.get(study, {}).get(kind, (None,))[0] == archive:
+            self.duplicates.setdefault(study, []).append(f"{archive.name}:{location}")
+            return  # a member named twice in one zip: the first copy is used, the repeat reported
         self.files.setdefault(study, {})[kind] = (archive, location)
         self.patients[study] = patient
 
@@ -107,8 +114,8 @@ class QBADataset:
             if path.is_file():
                 try:
                     with zipfile.ZipFile(path) as zf:
-                        for member in zf.namelist():
-                            self._add(member, path, member)
+                        for info in zf.infolist():
+                            self._add(info.filename, path, info.filename)
                 except zipfile.BadZipFile as err:
                     raise GroundingError(f"{path}: not a readable zip ({err})") from None
 
@@ -125,16 +132,15 @@ class QBADataset:
         archive, location = self.files[study][kind]
         where = f"{archive}:{location}" if archive else location
         try:
-            if archive is None:
-                raw = Path(location).read_bytes()
-            else:
-                with zipfile.ZipFile(archive) as zf:
-                    raw = zf.read(location)
+            raw = _read_capped(archive, location)
             data = json.loads(raw)
-        except (OSError, KeyError, zipfile.BadZipFile) as err:
+        except (OSError, KeyError, EOFError, zlib.error, zipfile.BadZipFile, RuntimeError,
+                NotImplementedError) as err:  # damaged, encrypted, unknown compression
             raise GroundingError(f"{where}: cannot read ({err})") from None
         except (json.JSONDecodeError, UnicodeDecodeError) as err:
             raise GroundingError(f"{where}: not valid JSON ({err})") from None
+        except RecursionError:
+            raise GroundingError(f"{where}: JSON nested too deeply") from None
         if not isinstance(data, dict):
             raise GroundingError(f"{where}: expected a JSON object")
         return data
@@ -147,15 +153,24 @@ class QBADataset:
         case = Case(dataset=DATASET, id=case_id, tags={"patient": self.patients[case_id]})
         if self.root.parent.name == "exports":
             case.tags["subset"] = self.root.name
+        case.problems += [f"{member}: named more than once in the zip; the first copy is shown"
+                          for member in self.duplicates.get(case_id, [])]
         metadata = self.metadata.for_study(case_id)
         if self.metadata:
             case.tags["metadata"] = self.metadata.form
         case.tags.update(metadata.study)
         builder = StudyBuilder(case, metadata)
-        if qa is not None:
-            case.items.append(builder.questions(qa.get("questions") or []))
-        if graph is not None:
-            case.items.append(builder.scene_graph(graph))
+        for kind, data in (("qa", qa), ("scene_graph", graph)):
+            if data is None:
+                continue
+            try:
+                case.items.append(builder.questions(listed(data, "questions")) if kind == "qa"
+                                  else builder.scene_graph(data))
+            except (AttributeError, TypeError, ValueError, RecursionError) as err:
+                archive, location = self.files[case_id][kind]
+                where = f"{archive}:{location}" if archive else location
+                raise GroundingError(f"{where}: unexpected JSON structure "
+                                     f"({type(err).__name__}: {err})") from None
         self._add_images(case, builder.image_ids, metadata)
         return case
 
@@ -207,6 +222,25 @@ def _view(image_row: dict[str, str]) -> str:
 
 def _is_frontal(view: str) -> bool:
     return view in FRONTAL_VIEWS
+
+
+def _read_capped(archive: Path | None, location: str) -> bytes:
+    """A study file's bytes, refusing one larger than MAX_JSON_BYTES (declared or inflated)."""
+    if archive is None:
+        if Path(location).stat().st_size > MAX_JSON_BYTES:
+            raise OSError(f"larger than {MAX_JSON_BYTES // 2**20} MB")
+        return Path(location).read_bytes()
+    with zipfile.ZipFile(archive) as zf:
+        info = zf.getinfo(location)
+        if info.file_size > MAX_JSON_BYTES:
+            raise OSError(f"inflates to {info.file_size} bytes, over {MAX_JSON_BYTES // 2**20} MB")
+        with zf.open(info) as member:
+            raw = member.read(MAX_JSON_BYTES + 1)  # the declared size may lie
+    if len(raw) > MAX_JSON_BYTES:
+        raise OSError(f"inflates to over {MAX_JSON_BYTES // 2**20} MB")
+    return raw
+
+
 
 
 def _root_of(path: Path) -> Path:

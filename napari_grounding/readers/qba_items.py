@@ -8,6 +8,7 @@ Sentences and observations name each other in a ``links`` tag (item ids, space s
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from ..model import BoxAnnotation, Case, TextItem
@@ -65,6 +66,14 @@ def _observation_tags(node: dict[str, Any]) -> dict[str, str]:
     return tags
 
 
+def listed(data: dict[str, Any], key: str) -> list[Any]:
+    """A JSON field that must be a list (absent or null: empty); TypeError otherwise."""
+    value = data.get(key) or []
+    if not isinstance(value, list):
+        raise TypeError(f"{key!r} is a {type(value).__name__}, not a list")
+    return value
+
+
 class StudyBuilder:
     """Turns one study's JSON into text items and box annotations, with its metadata's grades."""
 
@@ -79,11 +88,14 @@ class StudyBuilder:
             if image_id not in self.image_ids:
                 self.image_ids.append(image_id)
             for k, bbox in enumerate((where or {}).get("bboxes") or []):
-                if len(bbox) != 4:
-                    self.case.problems.append(f"{owner}: box {k} on {image_id} has "
-                                              f"{len(bbox)} numbers, not 4")
+                try:
+                    given = tuple(float(v) for v in bbox)
+                except (TypeError, ValueError):
+                    given = ()
+                if len(given) != 4 or not all(math.isfinite(v) for v in given):
+                    self.case.problems.append(f"{owner}: box {k} on {image_id} is not 4 "
+                                              f"numbers ({bbox!r})")
                     continue
-                given = tuple(float(v) for v in bbox)
                 box = BoxAnnotation(id=f"box/{owner}/{image_id}/{k}", image=image_id,
                                     set=BOX_SET, xyxy=given, given=given,
                                     fallback=bool(where.get("is_fallback")), label=label,
@@ -125,7 +137,7 @@ class StudyBuilder:
             localization = self._localization(self.metadata.question_images.get(qid, {}))
             if localization:
                 tags["localization_quality"] = localization
-            answers = [self._answer(qid, a) for a in question.get("answers") or []]
+            answers = [self._answer(qid, a) for a in listed(question, "answers")]
             items.append(TextItem(id=f"question/{qid}", text=str(question.get("question", "")),
                                   tags=tags, children=answers))
         return TextItem(id="questions", text=f"{len(items)} questions", title="Questions",
@@ -146,7 +158,7 @@ class StudyBuilder:
             tags["localization_quality"] = localization
         boxes = self._boxes(f"{qid}/{aid}", answer.get("localization"),
                             str(answer.get("name_tag") or ""), str(answer.get("positiveness", "")))
-        children = [self._answer(qid, sub) for sub in answer.get("sub_answers") or []]
+        children = [self._answer(qid, sub) for sub in listed(answer, "sub_answers")]
         return TextItem(id=f"answer/{qid}/{aid}", text=str(answer.get("text", "")), tags=tags,
                         annotations=boxes, children=children)
 
@@ -213,7 +225,10 @@ class StudyBuilder:
         nested = {c for kids in children.values() for c in kids}
         top = graph.get("top_level_obs_ids") or [o for o in observations if o not in nested]
 
-        def node(oid: str, seen: frozenset[str]) -> TextItem:
+        placed: set[str] = set()  # each observation once: a lattice of relations stays linear
+
+        def node(oid: str) -> TextItem:
+            placed.add(oid)
             obs = observations.get(oid, {})
             tags = {k: str(obs[k]) for k in ("positiveness", "probability", "certainty")
                     if obs.get(k)}
@@ -224,12 +239,12 @@ class StudyBuilder:
                 tags["links"] = " ".join(f"sentence/{s}" for s in sentences)
             boxes = self._boxes(f"observation/{oid}", obs.get("localization"),
                                 str(obs.get("name", oid)), str(obs.get("positiveness", "")))
-            kids = [node(c, seen | {oid}) for c in children.get(oid, []) if c not in seen]
+            kids = [node(c) for c in children.get(oid, []) if c not in placed]
             return TextItem(id=f"observation/{oid}",
                             text=str(obs.get("summary_sentence") or obs.get("name", oid)),
                             tags=tags, annotations=boxes, children=kids)
 
-        items = [node(str(o), frozenset()) for o in top]
+        items = [node(str(o)) for o in top if str(o) not in placed]
         return TextItem(id="observations", text=f"{len(items)} observations",
                         title="Observations", children=items)
 

@@ -9,12 +9,13 @@ keyed by study id, with parallel per-image lists ``ImagePath`` (relative to ``me
 from __future__ import annotations
 
 import json
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import pandas as pd
 
 from ..model import Case, GroundingError
+from .paths import safe_inside
 from .report import present, section_items
 from .xray import open_xray
 
@@ -23,6 +24,11 @@ SECTIONS = (("indication", "Indication", "Indication"), ("comparison", "Comparis
             ("findings", "Findings", "Findings"), ("impression", "Impression", "Impression"))
 STUDY_TAGS = (("PatientID", "patient"), ("PatientSex", "sex"), ("PatientAge", "age"),
               ("StudyDate", "study_date"), ("Manufacturer", "manufacturer"))
+
+
+def _within(root: Path, path: Path) -> Path | None:
+    resolved, base = path.resolve(), root.resolve()
+    return resolved if base in resolved.parents else None
 
 
 def _metadata_folder(path: Path) -> Path:
@@ -101,12 +107,16 @@ class ReXGradientDataset:
         return case
 
     def _image_path(self, relative: str) -> Path | None:
-        candidates = [self.metadata / relative]
+        """The picture of an ``ImagePath`` (relative to metadata/, ``../deid_png/...``), only
+        ever inside the dataset root or the ``--images`` folder."""
+        parts = PurePosixPath(relative.replace("\\", "/")).parts
+        candidates = [_within(self.metadata.parent, self.metadata.joinpath(*parts))]
         if self.images is not None:  # --images: the deid_png folder or the folder above it
-            parts = Path(relative).parts
             tail = parts[parts.index("deid_png") + 1 :] if "deid_png" in parts else parts
-            candidates += [self.images.joinpath(*tail), self.images / "deid_png" / Path(*tail)]
-        return next((p for p in candidates if p.is_file()), None)
+            tail_name = "/".join(tail)
+            candidates += [safe_inside(self.images, tail_name),
+                           safe_inside(self.images, f"deid_png/{tail_name}")]
+        return next((p for p in candidates if p is not None and p.is_file()), None)
 
     def _add_views(self, record: dict[str, Any], case: Case) -> None:
         paths = record.get("ImagePath") or []

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ import dask.array as da
 
 from ..model import GroundingError, Image, MaskAnnotation, ReadCounter, TextItem
 from .nifti import label_dtype, lazy_array, load_header
+from .paths import inside
 
 DATASET = "rexgroundingct"
 SPLITS = ("train", "val", "test")
@@ -62,6 +63,7 @@ class Record:
     pixels: tuple[int, ...] | None
     shape: tuple[int, ...] | None
     protocol: str
+    note: str = ""  # a problem with the record itself, shown on its case
 
     @property
     def file_name(self) -> str:
@@ -69,7 +71,9 @@ class Record:
 
     @property
     def has_masks(self) -> bool:
-        return self.pixels is not None
+        """Test records withhold their masks; any other record's masks are read, also when
+        its ``pixels`` counts are missing."""
+        return self.pixels is not None or self.split != "test"
 
 
 def case_name(name: str) -> str:
@@ -93,10 +97,20 @@ def load_records(path: Path) -> dict[str, Record]:
     if not isinstance(raw, dict) or not any(isinstance(raw.get(s), list) for s in SPLIT_KEYS):
         raise GroundingError(f"{path}: expected an object with 'train', 'val' and 'test' lists")
     records: dict[str, Record] = {}
-    for key, split in SPLIT_KEYS.items():
-        for index, entry in enumerate(raw.get(key) or []):
-            record = _parse_record(entry, f"{path}: {key}[{index}]", split)
-            records[record.name] = record
+    for split_key, split in SPLIT_KEYS.items():
+        for index, entry in enumerate(raw.get(split_key) or []):
+            where = f"{path}: {split_key}[{index}]"
+            record = _parse_record(entry, where, split)
+            key = record.name
+            if key in records:  # keep both: the repeat gets a case id of its own
+                key = next(f"{record.name}~{n}" for n in range(2, len(records) + 3)
+                           if f"{record.name}~{n}" not in records)
+                record = replace(record, note=f"{where} repeats the name {record.name!r} of an "
+                                              f"earlier record; shown as case {key!r}")
+                records[record.name] = replace(records[record.name], note=(
+                    f"{path}: the name {record.name!r} is used by another record too "
+                    f"(case {key!r})"))
+            records[key] = record
     return records
 
 
@@ -170,6 +184,8 @@ def _parse_record(entry: Any, where: str, split: str) -> Record:
     name = entry.get("name")
     if not isinstance(name, str) or not name:
         raise GroundingError(f"{where}: record has no 'name'")
+    if "/" in name or "\\" in name or case_name(name) in ("", ".", "..") or "\x00" in name:
+        raise GroundingError(f"{where}: 'name' {name!r} is not a plain file name")
     where = f"{where} ({name})"
     findings = _ordered(entry.get("findings"), where, "findings")
     keys = [k for k, _ in findings]
@@ -218,7 +234,7 @@ def finding_items(record: Record) -> list[TextItem]:
 
 
 def mask_path(root: Path, record: Record) -> Path:
-    return root / "segmentations" / record.file_name
+    return inside(root / "segmentations", record.file_name)
 
 
 def open_masks(path: Path, record: Record, ct: Image | None) -> tuple[list[MaskAnnotation], list[str]]:
@@ -234,7 +250,7 @@ def open_masks(path: Path, record: Record, ct: Image | None) -> tuple[list[MaskA
         shape = (1, *shape)  # a single-finding mask saved without its channel axis
     if len(shape) != 4:
         return [], [f"{path}: expected a 4-D mask (findings, H, W, D), found shape {shape}"]
-    problems = []
+    problems = list(img.extra.get("warnings", []))  # nibabel's complaints about the header
     if ct is not None and shape[1:] != ct.orientation.source_shape:
         return [], [f"{path}: mask shape {shape[1:]} does not match the CT's "
                     f"{ct.orientation.source_shape}; masks not drawn"]

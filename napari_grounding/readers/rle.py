@@ -13,6 +13,7 @@ import re
 import numpy as np
 
 STRUCTURES = ("right_lung", "left_lung", "heart")
+MAX_SIDE = 16384  # pixels a side: larger masks or coordinates are refused, not allocated
 LANDMARK_COUNTS = {"right_lung": 44, "left_lung": 50, "heart": 26}
 _NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
 
@@ -27,10 +28,7 @@ def rle_decode(rle: str, shape: tuple[int, int]) -> np.ndarray:
     size = int(shape[0]) * int(shape[1])
     if not text:
         return np.zeros(shape, dtype=np.uint8)
-    try:
-        values = np.array(text.split(), dtype=np.int64)
-    except ValueError:
-        raise FormatError("RLE holds something that is not a whole number") from None
+    values = _whole_numbers(text)
     if values.size % 2:
         raise FormatError(f"RLE has an odd number of values ({values.size})")
     starts, lengths = values[0::2] - 1, values[1::2]
@@ -41,10 +39,10 @@ def rle_decode(rle: str, shape: tuple[int, int]) -> np.ndarray:
         raise FormatError(f"RLE run ends at pixel {int(ends.max())}, past the end of the "
                           f"{shape[0]} x {shape[1]} mask ({size} pixels)")
     gaps = starts - np.concatenate([[0], ends[:-1]])
-    if gaps.min() < 0:  # unsorted or overlapping runs: count coverage instead
-        coverage = np.cumsum(np.bincount(starts, minlength=size + 1)
-                             - np.bincount(ends, minlength=size + 1))[:size]
-        return (coverage > 0).astype(np.uint8).reshape(shape)
+    if gaps.min() < 0:  # unsorted or overlapping runs: merge them first (no per-pixel arrays)
+        starts, ends = _merged(starts, ends)
+        lengths = ends - starts
+        gaps = starts - np.concatenate([[0], ends[:-1]])
     # gap, run, gap, run, ..., tail: repeat 0 and 1 by those lengths
     lengths_in_order = np.empty(2 * starts.size + 1, dtype=np.int64)
     lengths_in_order[0:-1:2], lengths_in_order[1::2] = gaps, lengths
@@ -52,6 +50,24 @@ def rle_decode(rle: str, shape: tuple[int, int]) -> np.ndarray:
     values = np.zeros(lengths_in_order.size, dtype=np.uint8)
     values[1::2] = 1
     return np.repeat(values, lengths_in_order).reshape(shape)
+
+
+def _whole_numbers(text: str) -> np.ndarray:
+    try:
+        return np.array(text.split(), dtype=np.int64)
+    except (ValueError, OverflowError):
+        raise FormatError("RLE holds something that is not a whole number below 2**63") from None
+
+
+def _merged(starts: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted, non-overlapping runs covering the same pixels."""
+    order = np.argsort(starts, kind="stable")
+    starts, ends = starts[order], ends[order]
+    reach = np.maximum.accumulate(ends)
+    first = np.ones(starts.size, dtype=bool)
+    first[1:] = starts[1:] > reach[:-1]
+    at = np.flatnonzero(first)
+    return starts[at], np.maximum.reduceat(ends, at)
 
 
 def rle_encode(mask: np.ndarray) -> str:
@@ -65,7 +81,7 @@ def rle_encode(mask: np.ndarray) -> str:
 
 def rle_extent(rle: str) -> int:
     """The last pixel (1-based) a run reaches: how large a mask must be to hold it."""
-    values = np.array((rle or "").split(), dtype=np.int64)
+    values = _whole_numbers(rle or "")
     if values.size < 2:
         return 0
     return int((values[0::2] + values[1::2] - 1).max())
@@ -78,7 +94,10 @@ def parse_landmarks(text: str) -> np.ndarray:
     if len(numbers) != expected:
         raise FormatError(f"landmarks need {expected} numbers (120 x, y points), found "
                           f"{len(numbers)}")
-    return np.array(numbers, dtype=float).reshape(-1, 2)
+    points = np.array(numbers, dtype=float).reshape(-1, 2)
+    if not np.all(np.isfinite(points)) or np.abs(points).max() > MAX_SIDE:
+        raise FormatError(f"landmark coordinates beyond {MAX_SIDE} px")
+    return points
 
 
 def split_landmarks(points_xy: np.ndarray) -> dict[str, np.ndarray]:

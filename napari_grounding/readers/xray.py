@@ -8,6 +8,7 @@ then hands napari the level that fits the canvas.
 from __future__ import annotations
 
 import os
+import warnings
 from functools import lru_cache
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from PIL import UnidentifiedImageError
 from ..model import GroundingError, Image, Orientation, ReadCounter
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+MAX_SIDE = 16384  # pixels a side; larger pictures are refused before decoding
 PYRAMID_ABOVE = 2048  # images larger than this on a side get coarser levels
 _MODE_DTYPES = {"1": np.uint8, "L": np.uint8, "P": np.uint8, "RGB": np.uint8, "RGBA": np.uint8,
                 "LA": np.uint8, "I;16": np.uint16, "I;16B": np.uint16, "I;16L": np.uint16,
@@ -30,10 +32,15 @@ _TO_GREY = {"1", "P", "RGB", "RGBA", "LA"}
 def image_header(path: Path) -> tuple[tuple[int, int], np.dtype]:
     """(rows, columns) and dtype of a picture, from its header only."""
     try:
-        with PILImage.open(path) as img:
-            mode, (width, height) = img.mode, img.size
-    except (OSError, UnidentifiedImageError) as err:
+        with warnings.catch_warnings():  # PIL's decompression-bomb warning: refused below
+            warnings.simplefilter("ignore", PILImage.DecompressionBombWarning)
+            with PILImage.open(path) as img:
+                mode, (width, height) = img.mode, img.size
+    except (OSError, UnidentifiedImageError, PILImage.DecompressionBombError) as err:
         raise GroundingError(f"{path}: not a readable PNG or JPEG ({err})") from None
+    if not (1 <= width <= MAX_SIDE and 1 <= height <= MAX_SIDE):
+        raise GroundingError(f"{path}: {width} x {height} pixels; pictures up to {MAX_SIDE} a "
+                             "side are read")
     if mode not in _MODE_DTYPES:
         raise GroundingError(f"{path}: unsupported image mode {mode}")
     return (height, width), np.dtype(_MODE_DTYPES[mode])
@@ -41,7 +48,10 @@ def image_header(path: Path) -> tuple[tuple[int, int], np.dtype]:
 
 @lru_cache(maxsize=8)
 def _decode_cached(path: str, mtime_ns: int) -> np.ndarray:
-    with PILImage.open(path) as img:
+    with warnings.catch_warnings():  # sizes are checked by image_header
+        warnings.simplefilter("ignore", PILImage.DecompressionBombWarning)
+        img = PILImage.open(path)
+    with img:
         if img.mode in _TO_GREY:
             img = img.convert("L")  # CXRs are grey; colour JPEGs become luminance
         return np.asarray(img)
@@ -50,7 +60,7 @@ def _decode_cached(path: str, mtime_ns: int) -> np.ndarray:
 def _decode(path: str, counter: ReadCounter) -> np.ndarray:
     try:
         pixels = _decode_cached(path, os.stat(path).st_mtime_ns)
-    except (OSError, UnidentifiedImageError) as err:
+    except (OSError, UnidentifiedImageError, PILImage.DecompressionBombError) as err:
         raise GroundingError(f"{path}: cannot decode ({err})") from None
     counter.add(pixels.nbytes)
     return pixels

@@ -302,7 +302,7 @@ def test_first_opening_writes_the_cache_for_the_next(make_napari_viewer, qtbot, 
     viewer = make_napari_viewer()
     first = show_case(viewer, open_case(root))
     assert "cache" not in first.case.images["ct"].meta
-    qtbot.waitUntil(lambda: any((tmp_path / "cache").glob("*.ome.zarr")), timeout=60000)
+    qtbot.waitUntil(lambda: any((tmp_path / "cache").glob("*/v-*.ome.zarr")), timeout=60000)
     again = open_case(root)
     assert again.images["ct"].meta["cache"].endswith(".ome.zarr")
     panel = show_case(viewer, again, item="finding/0")
