@@ -554,3 +554,4 @@ def test_an_xyspacing_of_none_falls_back_to_the_header(tmp_path, capsys):
     _write_rows(table, header, [row])
     assert main(["describe", str(root), "--case", CASE]) == 0
     assert "spacing (2.5, 2.5, 5.0) mm" in capsys.readouterr().out
+

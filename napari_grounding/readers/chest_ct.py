@@ -233,6 +233,8 @@ class SingleVolume:
             return self.parent.open_case(self.case_id, None if in_segmentations else self.path)
         case = Case(dataset="nifti", id=self.case_id)
         ct = open_volume(self.path, plain=True)
+        if ct.meta.get("warnings"):  # an odd header, said once, as for a dataset's CT
+            case.problems.append(ct.meta["warnings"])
         # a file of no known dataset: the viewer writes no cache of it (convert still does)
         ct.meta["cache"] = PLAIN_CACHE_NOTE
         case.images[ct.id] = ct
