@@ -50,7 +50,13 @@ def test_predicted_boxes_get_their_own_layer(tmp_path):
              if meta["role"] == "boxes"}
     data, meta, name = boxes[(frontal, "model")]
     assert name == f"boxes {frontal} · model"
-    np.testing.assert_array_equal(data, [[[2, 1], [2, 30], [40, 30], [40, 1]]])
+    # drawn dashed (line segments) on the outline of rows 2..40, columns 1..30
+    ends = np.concatenate(data)
+    assert all(len(d) == 2 for d in data) and len(data) > 4 and meta["dashed"]
+    on_edge = (np.isclose(ends[:, 0], 2) | np.isclose(ends[:, 0], 40)
+               | np.isclose(ends[:, 1], 1) | np.isclose(ends[:, 1], 30))
+    assert on_edge.all() and ends.min(axis=0).tolist() == [2, 1]
+    assert ends.max(axis=0).tolist() == [40, 30]
     assert meta["boxes"] == [f"box/q0001/1/{frontal}/p0@model"]
     own = boxes[(frontal, "QBA (silver)")]
     assert own[2] == f"boxes {frontal}" and not any("@model" in b for b in own[1]["boxes"])
