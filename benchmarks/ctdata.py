@@ -10,13 +10,14 @@ tube and a diffuse patchy region. Built slice by slice with numpy in under a min
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+
+from napari_grounding.sample import _write_csv  # the sample's CT-RATE tables, same form
 
 GENERATOR = 4  # bump when the data changes: cached data of another version is rebuilt
 SHAPE = (512, 512, 300)
@@ -112,12 +113,6 @@ def make_ct(seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return hu, masks, affine
 
 
-def _write_csv(path: Path, header: list[str], rows: list[list[object]]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f)
-        writer.writerow(header)
-        writer.writerows(rows)
 
 
 def _write_tables(root: Path, names: tuple[str, ...]) -> None:
