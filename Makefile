@@ -28,11 +28,11 @@ sample: $(SAMPLE)/dataset.json
 run: $(VENV)/.installed sample
 	$(BIN)/napari-grounding view $(SAMPLE) --item finding/0
 
-# the whole suite under PyQt6; the widget tests under PyQt5 (QT_API=pyqt5 PYTEST_QT_API=pyqt5
-# ... -m gui) hang in one multi-case test for now (see the open viewer issue), so CI runs PyQt6
+# the whole suite under PyQt6, then the widget tests again under PyQt5
 test: $(VENV)/.installed
 	bash scripts/install-system-deps.sh
 	$(XVFB) $(BIN)/python -m pytest $(PYTEST_ARGS)
+	QT_API=pyqt5 PYTEST_QT_API=pyqt5 $(XVFB) $(BIN)/python -m pytest -m gui $(PYTEST_ARGS)
 
 screenshot: $(VENV)/.installed
 	bash scripts/install-system-deps.sh

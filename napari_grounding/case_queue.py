@@ -1,7 +1,8 @@
 """The case queue: a dataset's cases with their review state, filtered and sorted (no Qt).
 
-Rows come from what is cheap to know for every case: the reader's one-line summary, the
-decisions in the review log, the cases a ``qc`` CSV flagged and, once a model has been
+Rows come from what is cheap to know for every case: the reader's one-line summary (its
+tab-separated fields include ``categories 1c 2d`` for ReXGroundingCT and ``grade B`` for QBA),
+the decisions in the review log, the cases a ``qc`` CSV flagged and, once a model has been
 evaluated, per-case scores. Opening a case is never needed to list it.
 """
 
@@ -17,8 +18,14 @@ from .review import Decision
 
 FILTERS = ("all cases", "unreviewed", "in progress", "has rejections", "flagged by qc",
            "low quality", "disagreements")
-SORTS = ("dataset order", "fewest decisions first", "most rejections first", "worst score first")
+SORTS = ("dataset order", "fewest decisions first", "most rejections first", "worst score first",
+         "worst grade first")
 REJECTING = ("reject", "needs_fix")
+# MIMIC-Ext-CXR-QBA's overall rating, best first: B or better is its pre-training grade, A or
+# better its fine-tuning grade
+GRADES = ("A++", "A+", "A", "B", "C", "D")
+ANY_FACET = "any category or grade"
+GRADE_FACETS = ("grade below A (not fine-tuning)", "grade below B (not pre-training)", "ungraded")
 
 
 @dataclass
@@ -34,6 +41,57 @@ class QueueRow:
     @property
     def low_quality(self) -> bool:
         return "LOW" in self.summary.split()
+
+    @property
+    def categories(self) -> list[str]:
+        return summary_field(self.summary, "categories")
+
+    @property
+    def grade(self) -> str | None:
+        found = summary_field(self.summary, "grade")
+        return found[0] if found else None
+
+    @property
+    def grade_rank(self) -> int | None:
+        """0 for the best grade; None when ungraded (or graded in a scale we do not know)."""
+        return GRADES.index(self.grade) if self.grade in GRADES else None
+
+
+def summary_field(summary: str, name: str) -> list[str]:
+    """The words of a summary's ``<name> word word`` field (fields are tab-separated)."""
+    for part in summary.split("\t"):
+        head, _, rest = part.partition(" ")
+        if head == name:
+            return rest.split()
+    return []
+
+
+def facets(rows: Iterable[QueueRow]) -> list[str]:
+    """The category and grade filters the rows can be narrowed by: each finding category some
+    case has (with its name where the dataset card gives one), grade thresholds if any is graded."""
+    from .readers.rexgroundingct import CATEGORY_NAMES
+
+    rows = list(rows)
+    found = [ANY_FACET]
+    for code in sorted({c for r in rows for c in r.categories}):
+        name = CATEGORY_NAMES.get(code)
+        found.append(f"category {code} ({name})" if name else f"category {code}")
+    if any(r.grade is not None for r in rows):
+        found += GRADE_FACETS
+    return found
+
+
+def has_facet(row: QueueRow, facet: str) -> bool:
+    """Whether a row is in a facet of ``facets``."""
+    if facet == ANY_FACET:
+        return True
+    if facet.startswith("category "):
+        return facet.split()[1] in row.categories
+    rank = row.grade_rank
+    if facet == "ungraded":
+        return rank is None
+    limit = GRADES.index("A" if "below A" in facet else "B")
+    return rank is not None and rank > limit
 
 
 def case_of(key: str) -> str:
@@ -68,9 +126,12 @@ def queue_rows(case_ids: list[str], decisions: Mapping[str, Decision] | None = N
     return list(rows.values())
 
 
-def keep(row: QueueRow, chosen: str, text: str = "") -> bool:
-    """Whether a row passes a filter (one of ``FILTERS``) and a free-text search."""
+def keep(row: QueueRow, chosen: str, text: str = "", facet: str = ANY_FACET) -> bool:
+    """Whether a row passes a filter (one of ``FILTERS``), a facet (one of ``facets``) and a
+    free-text search."""
     if text and text.lower() not in f"{row.case_id} {row.summary}".lower():
+        return False
+    if not has_facet(row, facet):
         return False
     return {
         "all cases": True,
@@ -91,6 +152,8 @@ def sort_rows(rows: Iterable[QueueRow], how: str) -> list[QueueRow]:
         return sorted(rows, key=lambda r: -r.rejected)
     if how == "worst score first":
         return sorted(rows, key=lambda r: (r.score is None, r.score if r.score is not None else 0))
+    if how == "worst grade first":
+        return sorted(rows, key=lambda r: (r.grade_rank is None, -(r.grade_rank or 0)))
     return rows
 
 

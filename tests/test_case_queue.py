@@ -65,3 +65,28 @@ def test_case_scores_from_an_evaluate_csv(tmp_path):
     path.write_text("case,dice\na,high\n")
     with pytest.raises(GroundingError, match="not a number"):
         read_case_scores(path)
+
+
+def test_category_and_grade_facets():
+    from napari_grounding.case_queue import ANY_FACET, facets
+
+    summaries = {"a": "train\t3 findings\tmasks\tcategories 1c 2d\tCT found",
+                 "b": "train\t1 findings\tmasks\tcategories 2e\tCT found",
+                 "c": "p1\tqa\tgrade A+", "d": "p1\tqa\tgrade B", "e": "p1\tqa\tgrade D",
+                 "f": "p1\tqa\tgrade unrated"}
+    rows = queue_rows(list(summaries), summaries=summaries)
+    assert facets(rows) == [ANY_FACET, "category 1c (emphysema)", "category 2d (nodule / mass)",
+                            "category 2e (pleural effusion or thickening)",
+                            "grade below A (not fine-tuning)", "grade below B (not pre-training)",
+                            "ungraded"]
+    def kept(facet):
+        return [r.case_id for r in rows if keep(r, "all cases", "", facet)]
+    assert kept(ANY_FACET) == list(summaries)
+    assert kept("category 2d (nodule / mass)") == ["a"]
+    assert kept("category 2e (pleural effusion or thickening)") == ["b"]
+    assert kept("grade below A (not fine-tuning)") == ["d", "e"]
+    assert kept("grade below B (not pre-training)") == ["e"]
+    assert kept("ungraded") == ["a", "b", "f"]
+    assert [r.case_id for r in sort_rows(rows, "worst grade first")][:3] == ["e", "d", "c"]
+    # the text "2d" in a case id is not a category
+    assert facets(queue_rows(["x2d"], summaries={"x2d": "train\tCT found"})) == [ANY_FACET]

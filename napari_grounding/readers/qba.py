@@ -18,13 +18,14 @@ import json
 import re
 import zipfile
 import zlib
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 from ..model import BoxAnnotation, Case, GroundingError, Image
 from .image_folder import ImageFolder
 from .qba_items import StudyBuilder, listed
-from .qba_metadata import QBAMetadata, QualityMappings, StudyMetadata, find_mappings
+from .qba_metadata import QBAMetadata, QualityMappings, StudyMetadata, find_mappings, study_key
 from .xray import open_xray
 
 DATASET = "mimic-ext-cxr-qba"
@@ -124,7 +125,17 @@ class QBADataset:
 
     def summary(self, case_id: str) -> str:
         kinds = "+".join(sorted(self.files[case_id]))
-        return f"{case_id}\t{self.patients[case_id]}\t{kinds}"
+        grade = self.study_grades.get(study_key(case_id))
+        return f"{case_id}\t{self.patients[case_id]}\t{kinds}" + (f"\tgrade {grade}" if grade else "")
+
+    @cached_property
+    def study_grades(self) -> dict[str, str]:
+        """Every study's overall grade from the study table, read once (227,239 rows in the
+        release); a table that cannot be read leaves the summaries without grades."""
+        try:
+            return self.metadata.study_grades()
+        except GroundingError:
+            return {}
 
     def _read(self, study: str, kind: str) -> dict[str, Any] | None:
         if kind not in self.files[study]:

@@ -76,6 +76,19 @@ class TableFile:
             frame = frame.reset_index()
         return frame
 
+    def all_rows(self) -> pd.DataFrame:
+        """Every row (for the one-row-per-study table), keys as plain columns."""
+        try:
+            if self.path.suffix == ".parquet":
+                frame = pd.read_parquet(self.path)
+            else:
+                frame = pd.read_csv(self.path, dtype=str, keep_default_na=False)
+        except (OSError, ValueError, pa.ArrowException, pd.errors.ParserError) as err:
+            raise GroundingError(f"{self.path}: cannot read ({str(err).splitlines()[0]})") from None
+        if any(name is not None for name in frame.index.names):
+            frame = frame.reset_index()
+        return frame
+
     def _parquet(self, study: str) -> pd.DataFrame:
         dataset = ds.dataset(self.path, format="parquet")
         if "study_id" not in dataset.schema.names:
@@ -220,6 +233,17 @@ class QBAMetadata:
                                              ("question_id", "answer_id")).items():
             out.answer_images.setdefault(key[:2], {})[key[2]] = grade
         return out
+
+    def study_grades(self) -> dict[str, str]:
+        """Study key (as ``study_key`` gives it) -> the study's overall grade, decoded, for
+        every study the study table lists; empty without one."""
+        table = self.tables.get("study_metadata")
+        frame = table.all_rows() if table is not None else pd.DataFrame()
+        grade = column(frame, "quality.rating", "rating", "quality") if not frame.empty else None
+        if grade is None or "study_id" not in frame.columns:
+            return {}
+        return {study_key(study): self.mappings.decode(grade, value)
+                for study, value in zip(frame["study_id"], frame[grade], strict=True) if plain(value)}
 
     def _records(self, frame: pd.DataFrame, keys: tuple[str, ...]) -> dict:
         """Rows as {key: {field: decoded text}}; field names lose their table prefix."""

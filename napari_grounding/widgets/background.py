@@ -4,6 +4,11 @@ Workers get annotations and arrays, never a Case, and come from superqt directly
 ``create_worker`` registers each worker's ``quit`` with the window's task list for good, which
 kept every worker (and everything it was given) alive. A failure becomes a notification: a
 worker without an ``errored`` handler re-raises on the Qt thread, which aborts the process.
+
+Workers run on a thread pool of our own, never Qt's global one: Qt 5 scales images on the
+global pool while the UI thread waits for it (napari's activity indicator does, when a
+progress bar appears), and Python workers there wait for the GIL that waiting UI thread holds,
+which froze the viewer for good under PyQt5.
 """
 
 from __future__ import annotations
@@ -15,12 +20,31 @@ from typing import Any
 
 from napari.utils import progress
 from napari.utils.notifications import show_warning
+from qtpy.QtCore import QCoreApplication, QThread, QThreadPool, QTimer
 from superqt.utils import create_worker
 
 from ..metrics import annotation_stats
 from ..model import Case, Image, MaskAnnotation
 
 CACHE_ON_OPEN_ENV = "NAPARI_GROUNDING_CACHE_ON_OPEN"  # "0": never write caches from the viewer
+POOL_NAME = "napari-grounding workers"
+_running: dict[int, Any] = {}  # started workers, kept alive until they have finished
+
+
+def worker_pool() -> QThreadPool:
+    """The application's pool for our workers (a child of the application, made once)."""
+    app = QCoreApplication.instance()
+    pool = app.findChild(QThreadPool, POOL_NAME)
+    if pool is None:
+        pool = QThreadPool(app)
+        pool.setObjectName(POOL_NAME)
+        pool.setMaxThreadCount(max(2, QThread.idealThreadCount()))
+    return pool
+
+
+def _forget_later(key: int) -> None:
+    # after the finished signal has been delivered everywhere, not from inside it
+    QTimer.singleShot(0, lambda: _running.pop(key, None))
 
 
 def run(func: Callable[..., Any], *args: Any, desc: str, on_done: Callable[[Any], None],
@@ -32,7 +56,10 @@ def run(func: Callable[..., Any], *args: Any, desc: str, on_done: Callable[[Any]
     worker = create_worker(func, *args, _start_thread=False, _connect={
         "returned": on_done, "errored": lambda err: show_warning(f"{failure}: {err}"),
         "finished": bar.close})
-    worker.start()
+    key = id(worker)
+    _running[key] = worker
+    worker.finished.connect(lambda: _forget_later(key))  # the key, not the worker: no cycle
+    worker_pool().start(worker)
     return worker
 
 

@@ -152,6 +152,12 @@ class CaseCanvas:
             # set it again, slicing every layer twice
             steps = [_step(dims.range[a], float(target.centre[a - offset])) for a in sliced]
             dims.set_current_step(sliced, steps)
+        self.frame_on(target)
+
+    def frame_on(self, target: Target) -> None:
+        """Centre and zoom the camera on the target in the displayed plane (2D views only)."""
+        dims = self.viewer.dims
+        offset = dims.ndim - target.centre.size
         image_layer = self.image_layer(target.image)
         if image_layer is None or dims.ndisplay != 2:
             return

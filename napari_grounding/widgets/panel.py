@@ -200,7 +200,7 @@ class GroundingPanel(QWidget):
         if not in_place:
             for data, kwargs, layer_type in case_layers(case):
                 getattr(self.viewer, f"add_{layer_type}")(data, **kwargs)
-            self.viewer.reset_view()
+            self.link.fit_all()
         self.link.keep_picture_active()
         self._select_first()
 

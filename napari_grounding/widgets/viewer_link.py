@@ -6,6 +6,7 @@ canvas (a click, a plane chosen by hand, contrast set by hand) become session ch
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from ..layers import META_KEY, case_layers, grounding_meta
@@ -13,7 +14,7 @@ from ..model import Case
 from ..navigation import item_target
 from ..session import Session
 from ..windows import takes_ct_windows, window_limits
-from .canvas import CaseCanvas, DisplayState, make_read_only, plane_of
+from .canvas import CaseCanvas, DisplayState, make_read_only, plane_of, viewer_camera
 
 
 class ViewerLink:
@@ -25,6 +26,10 @@ class ViewerLink:
         self._pending: str | None = None  # an item to go to once the statistics are in
         self._moving = False  # our own dims and contrast changes are not the user's
         self._order: tuple[int, ...] = tuple(viewer.dims.order)
+        # the camera as we last framed it, and how to frame it again: while the user has not
+        # moved it, a canvas that changes size (the dock settling, the window maximised) is
+        # framed again rather than leaving the picture small or cut off
+        self._framed: tuple[Any, Callable[[], None]] | None = None
 
     @property
     def canvas(self) -> CaseCanvas | None:
@@ -47,6 +52,7 @@ class ViewerLink:
         self.viewer.layers.events.inserted.connect(self._on_inserted)
         self.viewer.dims.events.order.connect(self._on_order)
         self.viewer.mouse_drag_callbacks.append(self._on_mouse)
+        self._canvas_size_event().connect(self._on_canvas_size)
         self.attached = True
 
     def detach(self) -> None:
@@ -58,7 +64,30 @@ class ViewerLink:
         self.viewer.dims.events.order.disconnect(self._on_order)
         if self._on_mouse in self.viewer.mouse_drag_callbacks:
             self.viewer.mouse_drag_callbacks.remove(self._on_mouse)
+        self._canvas_size_event().disconnect(self._on_canvas_size)
         self.attached = False
+
+    def _canvas_size_event(self) -> Any:
+        canvas = getattr(self.viewer, "canvas", None)  # napari >= 0.9
+        return canvas.events.size if canvas is not None else self.viewer.events._canvas_size
+
+    # -- framing ----------------------------------------------------------------------------
+    def _camera_now(self) -> tuple[float, tuple[float, ...]]:
+        camera = viewer_camera(self.viewer)
+        return float(camera.zoom), tuple(float(v) for v in camera.center)
+
+    def _framing(self, frame: Callable[[], None]) -> None:
+        """Frame the camera now, and again when the canvas resizes before the user moves it."""
+        frame()
+        self._framed = (self._camera_now(), frame)
+
+    def fit_all(self) -> None:
+        """The whole scene in view (a case with nothing to select)."""
+        self._framing(self.viewer.reset_view)
+
+    def _on_canvas_size(self, _event: Any = None) -> None:
+        if self._framed is not None and self._framed[0] == self._camera_now():
+            self._framing(self._framed[1])
 
     # -- session -> viewer ------------------------------------------------------------------
     def display_state(self) -> DisplayState:
@@ -177,7 +206,8 @@ class ViewerLink:
         self.apply_display()
         self.keep_picture_active()
         if image_id is not None and self.canvas is not None:
-            self.canvas.fit_image(image_id)
+            canvas = self.canvas
+            self._framing(lambda: canvas.fit_image(image_id))
 
     def _on_display(self, _mode: str, _contours: bool) -> None:
         self.apply_display()
@@ -213,7 +243,9 @@ class ViewerLink:
             s.show_image(target.image)
         self._moving = True
         try:
-            self.canvas.go_to(target, s.plane)
+            canvas = self.canvas
+            canvas.go_to(target, s.plane)
+            self._framed = (self._camera_now(), lambda: canvas.frame_on(target))
         finally:
             self._moving = False
 

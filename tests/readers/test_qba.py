@@ -294,3 +294,16 @@ def test_string_answer_ids_join_integer_metadata_keys(loose):
     assert case.item("answer/q0002/1").tags["quality"] == "C"
     assert case.item("answer/q0001/3").tags["quality"] == "A"
     assert len(case.item("answer/q0001/3").annotations) == 2
+
+
+def test_summaries_carry_the_study_grade(loose):
+    from napari_grounding.readers import summaries
+
+    assert open_dataset(loose).summary(STUDY).split("\t")[-1] == "qa+scene_graph"  # no tables
+    for suffix in (".parquet", ".csv.gz"):
+        for old in (loose / "metadata").glob("*"):
+            old.unlink()
+        write_qba_metadata(loose, suffixes=(suffix,))
+        dataset = open_dataset(loose)
+        assert dataset.study_grades == {STUDY.lstrip("s"): "A"}
+        assert list(summaries(dataset))[0].split("\t")[-1] == "grade A"

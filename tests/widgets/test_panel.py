@@ -178,6 +178,7 @@ def test_lps_and_ras_files_look_the_same(make_napari_viewer, qtbot, tmp_path, ph
         viewer.window.resize(900, 700)
         qtbot.waitExposed(viewer.window._qt_window)
         panel = show_case(viewer, open_case(path))
+        qtbot.wait(300)  # framed once the dock has settled
         viewer.window.remove_dock_widget(panel)  # the same canvas size in both windows
         viewer.dims.set_current_step(0, 20)
         qtbot.wait(100)

@@ -81,6 +81,28 @@ def test_a_case_opens_on_its_first_finding_framed(docked):
     assert panel.tree.selectedItems()[0].text(0) == panel.case.item("finding/0").text
 
 
+def test_a_volume_fills_the_canvas_once_the_dock_settles(make_napari_viewer, qtbot, tmp_path,
+                                                         phantom):
+    """Docking the panel squeezes the canvas for a moment: the first framing must follow the
+    canvas's final size, and a camera the user moved is left alone on later resizes."""
+    from napari_grounding.readers import open_case
+    from tests.conftest import save_nifti
+
+    viewer = make_napari_viewer(show=True)
+    viewer.window.resize(900, 700)
+    qtbot.waitExposed(viewer.window._qt_window)
+    show_case(viewer, open_case(save_nifti(tmp_path / "plain.nii.gz", phantom.hu, phantom.affine)))
+    qtbot.wait(300)
+    camera = viewer_camera(viewer)
+    extent = np.ptp(np.asarray(viewer.layers["CT"].extent.world)[:, 1:], axis=0) + 2.5
+    shown = extent * camera.zoom / np.asarray(viewer.canvas.size)
+    assert 0.8 <= shown.max() <= 1.0  # the slice fills the canvas along its tighter side
+    camera.zoom = zoomed = camera.zoom * 2  # the user zooms in: later resizes keep it
+    viewer.window.resize(1100, 800)
+    qtbot.wait(300)
+    assert camera.zoom == zoomed
+
+
 def test_keys_on_the_canvas_with_the_panel_docked(docked):
     viewer, panel = docked
     before = len(notification_manager.records)
