@@ -16,7 +16,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from ..case_queue import FILTERS, SORTS, keep, queue_rows, sort_rows
+from ..case_queue import ANY_FACET, FILTERS, SORTS, facets, keep, queue_rows, sort_rows
 from ..readers import summaries
 from ..session import Session
 from . import background
@@ -40,6 +40,9 @@ class CaseQueue(QWidget):
         self.filter.addItems(FILTERS)
         self.sort = QComboBox()
         self.sort.addItems(SORTS)
+        self.facet = QComboBox()  # finding categories and grades the listed cases have
+        self.facet.addItem(ANY_FACET)
+        self.facet.setVisible(False)
         self.search = QLineEdit()
         self.search.setPlaceholderText("search ids and summaries (e.g. LOW, a category)")
         self.list = QTreeWidget()
@@ -47,7 +50,7 @@ class CaseQueue(QWidget):
         self.list.setRootIsDecorated(False)
         self.list.itemActivated.connect(self._open)  # Enter or double click
         self.list.destroyed.connect(self._mark_gone)
-        for control in (self.filter, self.sort):
+        for control in (self.filter, self.sort, self.facet):
             control.currentIndexChanged.connect(lambda _: self.refresh())
         self.search.textChanged.connect(lambda _: self.refresh())
         controls = QHBoxLayout()
@@ -55,6 +58,7 @@ class CaseQueue(QWidget):
         controls.addWidget(self.sort)
         layout = QVBoxLayout(self)
         layout.addLayout(controls)
+        layout.addWidget(self.facet)
         layout.addWidget(self.search)
         layout.addWidget(self.list, 1)
         session.dataset_changed.connect(self._on_dataset)
@@ -67,6 +71,7 @@ class CaseQueue(QWidget):
 
     def _on_dataset(self, dataset: Any) -> None:
         self._summaries = {}
+        self._list_facets()
         self.refresh()
         if dataset is not None and len(self.session.case_ids) > 1:
             background.run(_summaries, dataset, desc="Listing the cases",
@@ -79,7 +84,22 @@ class CaseQueue(QWidget):
 
     def _on_summaries(self, summaries: dict[str, str]) -> None:
         self._summaries = summaries
+        self._list_facets()
         self.refresh()
+
+    def _list_facets(self) -> None:
+        """The categories and grades of the listed cases, offered as one more filter."""
+        found = facets(queue_rows(list(self._summaries), summaries=self._summaries))
+        chosen = self.facet.currentText()
+        self.facet.blockSignals(True)
+        self.facet.clear()
+        self.facet.addItems(found)
+        self.facet.setCurrentIndex(found.index(chosen) if chosen in found else 0)
+        self.facet.blockSignals(False)
+        self.facet.setVisible(len(found) > 1)
+
+    def set_facet(self, name: str) -> None:
+        self.facet.setCurrentIndex(self.facet.findText(name))
 
     def set_filter(self, name: str) -> None:
         self.filter.setCurrentIndex(FILTERS.index(name))
@@ -96,13 +116,15 @@ class CaseQueue(QWidget):
         log = self.session.review
         rows = queue_rows(self.session.case_ids[:MAX_ROWS], log.decisions() if log else None,
                           self._summaries, self.qc_flags, self.scores, self.others)
-        rows = [r for r in rows if keep(r, self.filter.currentText(), self.search.text().strip())]
+        rows = [r for r in rows if keep(r, self.filter.currentText(), self.search.text().strip(),
+                                        self.facet.currentText() or ANY_FACET)]
         self.list.clear()
         current = self.session.case.id if self.session.case is not None else None
         for row in sort_rows(rows, self.sort.currentText()):
+            summary = row.summary.replace("\t", "  ")
             item = QTreeWidgetItem([row.case_id, str(row.decided or ""), str(row.rejected or ""),
-                                    ", ".join(row.qc_flags), row.summary])
-            item.setToolTip(4, row.summary)
+                                    ", ".join(row.qc_flags), summary])
+            item.setToolTip(4, summary)
             self.list.addTopLevelItem(item)
             if row.case_id == current:
                 item.setSelected(True)
@@ -125,5 +147,5 @@ def _summaries(dataset: Any) -> dict[str, str]:
     found = {}
     for line in islice(summaries(dataset), MAX_ROWS):
         case_id, _, rest = str(line).partition("\t")
-        found[case_id] = rest.replace("\t", "  ")
+        found[case_id] = rest  # fields stay tab-separated: the queue reads categories and grades
     return found

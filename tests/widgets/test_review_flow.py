@@ -92,6 +92,9 @@ def test_reopening_resumes_at_the_first_unreviewed_item(make_napari_viewer, qtbo
 def test_the_case_queue_filters_and_opens_cases(make_napari_viewer, qtbot, sample_copy,
                                                 reviewer, tmp_path):
     root = multi_case_root(sample_copy, 3)
+    raw = json.loads((root / "dataset.json").read_text())
+    raw["train"][1]["categories"] = {k: "2g" for k in raw["train"][1]["categories"]}
+    (root / "dataset.json").write_text(json.dumps(raw))
     qc = tmp_path / "qc.csv"
     qc.write_text("dataset,case,check,item,detail\nrexgroundingct,train_3_a_1,empty mask,"
                   "finding/0,\n")
@@ -107,6 +110,14 @@ def test_the_case_queue_filters_and_opens_cases(make_napari_viewer, qtbot, sampl
     assert queue.shown_ids() == [CASE]
     queue.set_filter("unreviewed")
     assert queue.shown_ids() == ["train_2_a_1", "train_3_a_1"]
+    queue.set_filter("all cases")
+    assert queue.facet.isVisible()
+    assert "category 2g (pneumothorax)" in [queue.facet.itemText(i)
+                                            for i in range(queue.facet.count())]
+    queue.set_facet("category 2g (pneumothorax)")
+    assert queue.shown_ids() == ["train_2_a_1"]
+    queue.set_facet("category 2d (nodule / mass)")
+    assert queue.shown_ids() == [CASE, "train_3_a_1"]
     queue.set_filter("flagged by qc")
     assert queue.shown_ids() == ["train_3_a_1"]
     queue.list.setCurrentItem(queue.list.topLevelItem(0))
