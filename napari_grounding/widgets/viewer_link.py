@@ -166,6 +166,7 @@ class ViewerLink:
 
     def _on_case(self, case: Case | None) -> None:
         self._pending = None
+        self._framed = None  # another case's framing (and the case it holds) is not redone
         if case is None:
             return
         for layer, _ in self.canvas.layers():
