@@ -107,8 +107,7 @@ def ensure_caches(root: Path, cache: Path) -> dict:
         case = dataset.open_case(name)
         found = case.images["ct"].meta.get("cache")
         if found is None and first is not None:
-            _link_cache(first, ctdata.CASES[0], name,
-                        cache_path(ctdata.volume_path(root, name), cache))
+            _link_cache(first, ctdata.CASES[0], name, cache_path(case.images["ct"], cache))
             found = dataset.open_case(name).images["ct"].meta.get("cache")
         if found is None:
             start = time.perf_counter()
