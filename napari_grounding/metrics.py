@@ -95,6 +95,9 @@ def _block_profiles(block: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
     axes = range(block.ndim)
     profiles = [nonzero.sum(axis=tuple(a for a in axes if a != axis), dtype=np.int64)
                 for axis in axes]
+    if block.dtype == bool or block.dtype == np.uint8:  # masks: counting beats sorting
+        counts = np.bincount(block.ravel().view(np.uint8), minlength=1)
+        return profiles, np.flatnonzero(counts[1:]).astype(block.dtype) + block.dtype.type(1)
     return profiles, np.unique(block[nonzero])
 
 

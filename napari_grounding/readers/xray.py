@@ -114,7 +114,8 @@ def blank_image(shape: tuple[int, int], image_id: str = "image", reason: str = "
     """An empty canvas of a given size, for annotations whose picture is not at hand."""
     import dask.array as da
 
-    data = da.zeros(shape, dtype=np.uint8, chunks=shape)
+    # named: zeros of one size are one array, and tokenizing it costs more than a CSV row
+    data = da.zeros(shape, dtype=np.uint8, chunks=shape, name=f"blank-{shape[0]}x{shape[1]}")
     return Image(id=image_id, data=data, orientation=Orientation.identity(shape),
                  affine=np.eye(3), kind="xray", contrast_limits=(0.0, 255.0), origin=(0.0, 0.0),
                  meta={"blank": reason or "no image"})
