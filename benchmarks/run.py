@@ -1,6 +1,7 @@
 """Benchmarks against baselines measured in the same run; prints a markdown table.
 
-    python benchmarks/run.py [--workdir DIR] [--csv-gb 1.0]
+    python benchmarks/run.py [--workdir DIR] [--csv-gb 1.0] [--workers 2] [--scheduler ADDR]
+                             [--stream-mb 100] [--convert-cases 4]
 
 Data is generated: a 512 x 512 x 300 int16 CT as .nii.gz (the phantom, upsampled) with its
 masks, and a CheXmask-form CSV of real rows under new IDs. Memory is measured in fresh
@@ -222,6 +223,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workdir", type=Path, help="where to generate data (default: a temp dir)")
     parser.add_argument("--csv-gb", type=float, default=1.0)
+    parser.add_argument("--workers", type=int, default=2, help="jobs: local processes vs 1")
+    parser.add_argument("--scheduler", help="jobs: a dask.distributed scheduler vs 1 worker")
+    parser.add_argument("--stream-mb", type=float, default=100.0,
+                        help="size of the CheXmask CSV streamed by qc")
+    parser.add_argument("--convert-cases", type=int, default=4)
     args = parser.parse_args()
     shared = HERE.parent.parent / "shared" / "data"
     with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
@@ -234,6 +240,12 @@ def main() -> None:
         bench_memory(root)
         bench_chexmask(folder, args.csv_gb, shared if shared.is_dir() else None)
         bench_convert(folder / "convert")
+        import jobs  # start-up, streaming, scaling and convert against their floors
+
+        ROWS.extend(jobs.main(["--workdir", str(folder), "--csv-mb", str(args.stream_mb),
+                               "--workers", str(args.workers), "--convert-cases",
+                               str(args.convert_cases),
+                               *(["--scheduler", args.scheduler] if args.scheduler else [])]))
         total = time.perf_counter() - started
     print(f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python "
           f"{platform.python_version()}; whole run {total:.0f} s\n")

@@ -1,33 +1,31 @@
 """Dataset-wide jobs as dask graphs: convert to the cache, QC, snapshot galleries.
 
-One task per case; the local threaded scheduler by default, a ``dask.distributed`` cluster
-when its address is given. Workers open the dataset themselves (once per process).
+One task per case; a CSV dataset (CheXmask) goes in blocks of consecutive rows, each block read
+in one sequential pass by the task itself. The local threaded scheduler by default, local
+processes with ``workers`` > 1, a ``dask.distributed`` cluster when its address is given.
+Workers open the dataset themselves (once per process): only paths and ids travel. Each task
+keeps its nested work (mask statistics, encoding) to its share of the cores.
 """
 
 from __future__ import annotations
 
 import csv
 import html
-import sys
+import math
+import os
 from collections.abc import Callable, Sequence
-from functools import lru_cache
+from functools import lru_cache, partial
 from pathlib import Path
 from typing import Any
 
-import dask
-from dask import delayed
-from dask.diagnostics import ProgressBar
-from PIL import Image as PILImage
-
-from .metrics import case_stats
-from .model import GroundingError
-from .qc import qc_case
+from .model import Case, GroundingError
+from .progress import Progress
 from .readers import open_dataset
 from .readers.paths import inside, safe_name, slug
-from .render import render_item
-from .store import ensure_cache
 
 CONNECT_TIMEOUT_S = 10
+BLOCK_ROWS = 500  # most rows of a CSV dataset per task
+Opener = Callable[[], Case]
 
 
 @lru_cache(maxsize=4)
@@ -35,16 +33,23 @@ def _dataset(path: str, images: str | None) -> Any:
     return open_dataset(path, images)
 
 
+def _opener(path: str, images: str | None, case_id: str, opener: Opener | None) -> Opener:
+    return opener or partial(_dataset(path, images).open_case, case_id)
+
+
 def _failed(case_id: str, err: Exception) -> dict[str, Any]:
     reason = str(err) if isinstance(err, GroundingError) else f"cannot write ({err})"
     return {"case": case_id, "error": reason}
 
 
-def convert_case(path: str, images: str | None, case_id: str, out: str) -> dict[str, Any]:
+def convert_case(path: str, images: str | None, case_id: str, out: str,
+                 opener: Opener | None = None) -> dict[str, Any]:
     """Write one case's CT and masks into the OME-Zarr cache under ``out``, unless current.
     A bad case is reported in the result (``error``), not raised: the job goes on."""
+    from .store import ensure_cache
+
     try:
-        case = _dataset(path, images).open_case(case_id)
+        case = _opener(path, images, case_id, opener)()
         if "ct" not in case.images:
             return {"case": case_id, "result": "skipped: no CT"}
         cache, written = ensure_cache(case, root=Path(out))
@@ -53,20 +58,29 @@ def convert_case(path: str, images: str | None, case_id: str, out: str) -> dict[
     return {"case": case_id, "result": "written" if written else "current", "path": str(cache)}
 
 
-def qc_one(path: str, images: str | None, case_id: str) -> list[dict[str, Any]]:
+def qc_one(path: str, images: str | None, case_id: str,
+           opener: Opener | None = None) -> list[dict[str, Any]]:
+    from .qc import qc_case
+
     try:
-        return qc_case(_dataset(path, images).open_case(case_id))
+        return qc_case(_opener(path, images, case_id, opener)())
     except GroundingError as err:
         return [{"dataset": _dataset(path, images).name, "case": case_id, "check": "unreadable",
                  "item": "", "detail": str(err)}]
 
 
-def snapshot_case(path: str, images: str | None, case_id: str, out: str) -> dict[str, Any]:
+def snapshot_case(path: str, images: str | None, case_id: str, out: str,
+                  opener: Opener | None = None) -> dict[str, Any]:
     """One PNG per item with annotations, under a folder of its own per case: the gallery
     entries, and the reason when the case could not be rendered (the job goes on)."""
+    from PIL import Image as PILImage
+
+    from .metrics import case_stats
+    from .render import render_item
+
     entries: list[dict[str, str]] = []
     try:
-        case = _dataset(path, images).open_case(case_id)
+        case = _opener(path, images, case_id, opener)()
         stats = case_stats(case)
         folder = safe_name(case_id)
         used: set[str] = set()
@@ -91,34 +105,95 @@ def snapshot_case(path: str, images: str | None, case_id: str, out: str) -> dict
     return {"case": case_id, "entries": entries}
 
 
-def _in_one_task(job: Callable[..., Any], *args: Any) -> Any:
-    """Run a job with the dask work inside it on the task's own threads: on a cluster worker,
-    a nested compute (ours or a library's) would otherwise go back to the cluster and ship
-    open file readers between workers."""
-    with dask.config.set(scheduler="threads"):
-        return job(*args)
+def _limited(threads: int) -> Any:
+    """Nested work of one task on ``threads`` threads (1: the task's own thread): dask's
+    computes (ours or a library's; on a cluster worker they would otherwise go back to the
+    cluster and ship open file readers) and blosc's encoder threads when it is loaded."""
+    import sys
+
+    import dask
+
+    if "numcodecs" in sys.modules:
+        from numcodecs import blosc
+
+        blosc.set_nthreads(threads)
+    if threads <= 1:
+        return dask.config.set(scheduler="sync")
+    return dask.config.set(scheduler="threads", num_workers=threads)
+
+
+def _case_task(job: Callable[..., Any], threads: int, path: str, images: str | None,
+               case_id: str, *extra: Any) -> list[Any]:
+    with _limited(threads):
+        return [job(path, images, case_id, *extra)]
+
+
+def _block_task(job: Callable[..., Any], threads: int, path: str, images: str | None,
+                start: int, stop: int, *extra: Any) -> list[Any]:
+    """The cases at ``start:stop`` of a CSV dataset: their rows read in one pass."""
+    dataset = _dataset(path, images)
+    with _limited(threads):
+        rows = dataset.block_rows(start, stop)
+        prepare = getattr(job, "before_block", None)
+        if prepare is not None:  # e.g. evaluate: the block's prediction rows, in one pass too
+            prepare([case_id for case_id, _, _ in rows], *extra)
+        return [job(path, images, case_id, *extra,
+                    opener=partial(dataset.case_from_row, case_id, number, row))
+                for case_id, number, row in rows]
+
+
+def _units(dataset: Any, case_ids: Sequence[str], parallel: int) -> list[tuple[str, Any, int]]:
+    """(kind, what, cases) per task: blocks of rows for a whole CSV dataset, else one case."""
+    if hasattr(dataset, "block_rows") and list(case_ids) == dataset.case_ids():
+        size = max(1, min(BLOCK_ROWS, math.ceil(len(case_ids) / (4 * parallel))))
+        return [("block", (a, b), b - a) for a, b in dataset.blocks(size)]
+    return [("case", case_id, 1) for case_id in case_ids]
 
 
 def run(job: Callable[..., Any], path: str, images: str | None, case_ids: Sequence[str],
-        *extra: str, scheduler: str | None = None, workers: int | None = None) -> list[Any]:
-    """``job(path, images, case_id, *extra)`` for every case, with progress on stderr."""
-    tasks = [delayed(_in_one_task, pure=False)(job, str(path), images, case_id, *extra)
-             for case_id in case_ids]
-    if scheduler:
-        from distributed import Client, progress
+        *extra: Any, scheduler: str | None = None, workers: int | None = None) -> list[Any]:
+    """``job(path, images, case_id, *extra)`` for every case, in case order, with progress
+    (cases done, cases/s, time left) and a summary line on stderr."""
+    from dask import delayed
 
-        try:
-            client = Client(scheduler, timeout=CONNECT_TIMEOUT_S)
-        except (OSError, TimeoutError, ValueError, TypeError) as err:
-            raise GroundingError(f"--scheduler {scheduler}: cannot connect ({err})") from None
-        with client:
-            futures = client.compute(tasks)
-            progress(futures, notebook=False)
-            return client.gather(futures)
-    # several local workers are processes: decompression and encoding hold the GIL
-    local = "processes" if workers and workers > 1 else "threads"
-    with ProgressBar(out=sys.stderr):
-        return list(dask.compute(*tasks, scheduler=local, num_workers=workers))
+    path = str(path)
+    cores = os.cpu_count() or 1
+    parallel = workers or (cores if scheduler else 1)
+    # a cluster's worker threads each run a case; local processes share the cores
+    threads = 1 if scheduler else max(1, cores // (workers or 1))
+    units = _units(_dataset(path, images), case_ids, parallel)
+    tasks = []
+    for kind, what, _ in units:
+        task = _block_task if kind == "block" else _case_task
+        args = what if kind == "block" else (what,)
+        tasks.append(delayed(task, pure=False)(job, threads, path, images, *args, *extra))
+    sizes = {t.key: n for t, (_, _, n) in zip(tasks, units, strict=True)}
+    progress = Progress(len(case_ids))
+    if scheduler:
+        parts = _on_cluster(scheduler, tasks, progress)
+    else:
+        import dask
+
+        # several local workers are processes: decompression and encoding hold the GIL
+        local = "processes" if workers and workers > 1 else "threads"
+        with progress.dask_callback(sizes):
+            parts = dask.compute(*tasks, scheduler=local, num_workers=workers)
+    progress.finish()
+    return [result for part in parts for result in part]
+
+
+def _on_cluster(address: str, tasks: list[Any], progress: Progress) -> list[Any]:
+    from distributed import Client, as_completed
+
+    try:
+        client = Client(address, timeout=CONNECT_TIMEOUT_S)
+    except (OSError, TimeoutError, ValueError, TypeError) as err:
+        raise GroundingError(f"--scheduler {address}: cannot connect ({err})") from None
+    with client:
+        futures = client.compute(tasks)
+        for future in as_completed(futures):
+            progress.update(future.result())
+        return client.gather(futures)
 
 
 def write_qc(rows: list[list[dict[str, Any]]], out: Path) -> int:

@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 from .model import Case, GroundingError, TextItem
-from .readers import first_case_id, open_dataset, summaries
 
 PROG = "napari-grounding"
 _BIDI = set("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
@@ -140,6 +139,8 @@ def _warn(case: Case) -> None:
 
 
 def _cases(args: argparse.Namespace) -> None:
+    from .readers import open_dataset, summaries
+
     for line in summaries(open_dataset(args.path, args.images)):
         _say(line)
 
@@ -200,6 +201,8 @@ def _score_text(score: Any) -> str:
 
 def _open_named_case(args: argparse.Namespace, require_name: bool) -> tuple[Any, Case]:
     """The dataset at PATH and its case named by --case (or its only, or first, case)."""
+    from .readers import first_case_id, open_dataset
+
     dataset = open_dataset(args.path, args.images, args.compare)
     if args.pred:
         from .predictions import WithPredictions, check_predictions
@@ -276,6 +279,7 @@ def _report_failures(results: list[dict[str, Any]]) -> int:
 def _job(args: argparse.Namespace) -> int:
     from . import batch
     from .cache_folders import KEEP_MARKER
+    from .readers import open_dataset
 
     dataset = open_dataset(args.path, args.images)
     ids = dataset.case_ids()

@@ -1,7 +1,8 @@
 """``napari-grounding evaluate``: a model's predictions against a dataset, one CSV row per item.
 
-One dask task per case (``batch.run``: local threads or processes, or a ``dask.distributed``
-cluster). A case without a usable prediction gets rows with empty scores and counts as missed.
+One dask task per case, or per block of rows of a CheXmask CSV (``batch.run``: local threads
+or processes, or a ``dask.distributed`` cluster). A case without a usable prediction gets rows
+with empty scores and counts as missed.
 """
 
 from __future__ import annotations
@@ -10,10 +11,10 @@ import csv
 from pathlib import Path
 from typing import Any
 
-from .batch import _dataset, run
+from .batch import Opener, _dataset, _opener, run
 from .metrics import mask_stats_many
 from .model import GroundingError, MaskAnnotation
-from .predictions import add_predictions, check_predictions
+from .predictions import add_predictions, check_predictions, prefetch
 from .scores import item_scores, scored_items
 
 COLUMNS = ("case", "item", "dice", "hit", "gt_instances", "pred_instances", "matched",
@@ -29,9 +30,9 @@ def _cell(value: Any) -> Any:
 
 
 def evaluate_case(path: str, images: str | None, case_id: str, pred: str, name: str,
-                  threshold: float | None) -> dict[str, Any]:
+                  threshold: float | None, opener: Opener | None = None) -> dict[str, Any]:
     """The rows of one case and the problems its prediction had."""
-    case = _dataset(path, images).open_case(case_id)
+    case = _opener(path, images, case_id, opener)()
     before = len(case.problems)
     add_predictions(case, pred, name, threshold)
     scores = item_scores(case, case.reference_set, name)
@@ -50,6 +51,13 @@ def evaluate_case(path: str, images: str | None, case_id: str, pred: str, name: 
             row["gt_instances"] = gt_counts[item]
         rows.append(row)
     return {"case": case_id, "rows": rows, "problems": case.problems[before:]}
+
+
+def _prefetch(case_ids: list[str], pred: str, *_: Any) -> None:
+    prefetch(pred, case_ids)
+
+
+evaluate_case.before_block = _prefetch  # type: ignore[attr-defined]
 
 
 def _mean(values: list[float]) -> float:

@@ -10,20 +10,23 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import dask
 import numpy as np
-from dask import delayed
 
 from .model import BoxAnnotation, Case, ContourAnnotation, Image, MaskAnnotation
 
 
 def compute_isolated(*collections: Any) -> tuple[Any, ...]:
-    """``dask.compute`` on local threads without dask's global callbacks.
+    """``dask.compute`` on local threads without dask's global callbacks; on the calling
+    thread alone inside a job task that asked for it (``scheduler="sync"``: its share of cores).
 
     napari registers its chunk cache as a global dask callback while it slices; a compute in
     another thread that picked it up would race on the cache's bookkeeping (KeyError).
     """
-    return dask.compute(*collections, scheduler="threads", callbacks=())
+    import dask
+
+    own = dask.config.get("scheduler", None)
+    scheduler = "sync" if own in ("sync", "synchronous", "single-threaded") else "threads"
+    return dask.compute(*collections, scheduler=scheduler, callbacks=())
 
 
 @dataclass(frozen=True)
@@ -92,6 +95,9 @@ def _block_profiles(block: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
     axes = range(block.ndim)
     profiles = [nonzero.sum(axis=tuple(a for a in axes if a != axis), dtype=np.int64)
                 for axis in axes]
+    if block.dtype == bool or block.dtype == np.uint8:  # masks: counting beats sorting
+        counts = np.bincount(block.ravel().view(np.uint8), minlength=1)
+        return profiles, np.flatnonzero(counts[1:]).astype(block.dtype) + block.dtype.type(1)
     return profiles, np.unique(block[nonzero])
 
 
@@ -123,17 +129,27 @@ def mask_stats_many(masks: Sequence[Any]) -> list[MaskStats]:
 
     Masks sliced from one dask array (the channels of a 4-D file) share its chunk reads.
     """
-    import dask.array as da
+    out: list[MaskStats | None] = [None] * len(masks)
+    lazy = []
+    for at, mask in enumerate(masks):
+        if hasattr(mask, "dask"):
+            lazy.append(at)
+        else:  # numpy (a CheXmask row): one block, no dask graph or compute per mask
+            mask = np.asarray(mask)
+            out[at] = _combine(mask.shape, [(0,) * mask.ndim], [_block_profiles(mask)])
+    if lazy:
+        from dask import delayed
 
-    graphs, offsets = [], []
-    for mask in masks:
-        arr = mask if isinstance(mask, da.Array) else da.from_array(np.asarray(mask))
-        offsets.append(_block_offsets(arr.chunks))
-        # optimize_graph=False keeps the file-reading tasks shared between channels
-        blocks = arr.to_delayed(optimize_graph=False).ravel()
-        graphs.append([delayed(_block_profiles)(b) for b in blocks])
-    (partials,) = compute_isolated(graphs)
-    return [_combine(tuple(m.shape), o, p) for m, o, p in zip(masks, offsets, partials, strict=True)]
+        graphs, offsets = [], []
+        for at in lazy:
+            offsets.append(_block_offsets(masks[at].chunks))
+            # optimize_graph=False keeps the file-reading tasks shared between channels
+            blocks = masks[at].to_delayed(optimize_graph=False).ravel()
+            graphs.append([delayed(_block_profiles)(b) for b in blocks])
+        (partials,) = compute_isolated(graphs)
+        for at, o, p in zip(lazy, offsets, partials, strict=True):
+            out[at] = _combine(tuple(masks[at].shape), o, p)
+    return out  # type: ignore[return-value]
 
 
 def mask_stats(mask: Any) -> MaskStats:

@@ -134,6 +134,14 @@ def _csv_rows(path: str, mtime_ns: int) -> Any:
         raise GroundingError(f"--pred {path}: cannot read the CSV ({err})") from None
 
 
+def prefetch(pred_path: str | Path, case_ids: list[str]) -> None:
+    """Read a CheXmask-form prediction CSV's rows of these cases in one forward pass (a block
+    of a job), so adding each case's predictions reads nothing more; other forms: nothing."""
+    path = Path(pred_path).expanduser()
+    if path.name.lower().endswith((".csv", ".csv.gz")) and path.is_file():
+        _csv_rows(str(path), path.stat().st_mtime_ns).prefetch(case_ids)
+
+
 def _add_chexmask_rows(case: Case, path: Path, name: str) -> None:
     from .readers.chexmask import CheXmaskDataset
 

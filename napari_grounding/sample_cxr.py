@@ -122,3 +122,27 @@ def write_rexgradient_sample(root: str | Path) -> Path:
     (root / "metadata" / "train_metadata_view_position.json").write_text(
         json.dumps({REXGRADIENT_STUDY: record}, indent=2), encoding="utf-8")
     return root
+
+
+def write_chexmask_rows(path: str | Path, count: int, variants: int = 8, shift: float = 0.0,
+                        gzip_it: bool = False) -> Path:
+    """A CheXmask-form CSV of ``count`` rows (ids ``cxr-0000000``, ...) cycling through
+    ``variants`` drawn outlines, for tests and benchmarks; ``shift`` moves every outline (a
+    model's predictions for the same ids)."""
+    import gzip
+
+    path = Path(path)
+    header = ["dicom_id", "Dice RCA (Mean)", "Dice RCA (Max)", "Landmarks", "Left Lung",
+              "Right Lung", "Heart", "Height", "Width"]
+    pool = [_row("", landmarks(shift=shift + 9.0 * k), 0.5) for k in range(min(variants, count))]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    opener = gzip.open if gzip_it else open
+    with opener(path, "wt", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(header)
+        for k in range(count):
+            rca = 0.45 + 0.5 * ((k * 37) % 100) / 100
+            row = list(pool[k % len(pool)])
+            row[0], row[1], row[2] = f"cxr-{k:07d}", f"{rca:.6f}", f"{min(1.0, rca + 0.05):.6f}"
+            writer.writerow(row)
+    return path

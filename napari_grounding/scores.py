@@ -167,15 +167,23 @@ def _block_offsets(chunks: tuple[tuple[int, ...], ...]) -> list[tuple[int, ...]]
 def _first_pass(pairs: list[tuple[Any, Any]]) -> list[dict[str, Any]]:
     """Voxel counts, gt label sizes and the prediction's bounding box of each (gt, pred)
     pair, in one compute (channels of one file share its chunk reads)."""
-    graphs, layouts = [], []
+    graphs, layouts, partials = [], [], []
     for gt, pred in pairs:
+        if not (hasattr(gt, "dask") or hasattr(pred, "dask")):  # numpy (CSV rows): no graph
+            g = np.asarray(gt)
+            partials.append([_block_sums(g, pred)])
+            layouts.append((g.shape, tuple((n,) for n in g.shape)))
+            continue
         g = _as_dask(gt)
         p = _as_dask(pred, like=g)
         gb = g.to_delayed(optimize_graph=False).ravel()
         pb = p.to_delayed(optimize_graph=False).ravel()
         graphs.append([delayed(_block_sums)(a, b) for a, b in zip(gb, pb, strict=True)])
+        partials.append(None)  # filled from the one compute below
         layouts.append((g.shape, g.chunks))
-    (partials,) = compute_isolated(graphs)
+    if graphs:
+        computed = iter(compute_isolated(graphs)[0])
+        partials = [next(computed) if part is None else part for part in partials]
     out = []
     for (shape, chunks), blocks in zip(layouts, partials, strict=True):
         sums = np.zeros(3, dtype=np.int64)
@@ -209,7 +217,10 @@ def mask_scores_many(triples: list[tuple[str, Any, Any]]) -> list[ItemScore]:
         gt_count, pred_count, matched = len(first["sizes"]), 0, 0
         box = first["box"]
         if box is not None:  # one item's box at a time: memory is the largest box, not their sum
-            g_box, p_box = compute_isolated(_as_dask(g)[box], _as_dask(p)[box] != 0)
+            if hasattr(g, "dask") or hasattr(p, "dask"):
+                g_box, p_box = compute_isolated(_as_dask(g)[box], _as_dask(p)[box] != 0)
+            else:
+                g_box, p_box = np.asarray(g)[box], np.asarray(p)[box] != 0
             labelled, pred_count = components(p_box)
             matched = greedy_matches(instance_pairs(g_box, labelled, first["sizes"]))
         precision, recall, f1 = instance_scores(gt_count, pred_count, matched)

@@ -21,25 +21,24 @@ import os
 import shutil
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import dask.array as da
 import numpy as np
-import zarr
-from ome_zarr.writer import write_label_metadata, write_multiscales_metadata
-from platformdirs import user_cache_path
-from zarr.codecs import BloscCodec
 
 from . import cache_folders as folders
 from .metrics import compute_isolated
 from .model import Case, Image, MaskAnnotation, Orientation, ReadCounter
 from .windows import CT_DEFAULT_WINDOW, window_limits
 
+if TYPE_CHECKING:  # zarr, ome-zarr and dask.array are imported where used: start-up stays fast
+    import dask.array as da
+    import zarr
+
 CACHE_ENV = "NAPARI_GROUNDING_CACHE"
 # Flat-ish chunks and a fast codec: an axial slice is 16 chunks, coronal and sagittal ~40, each
 # read in ~10 ms (benchmarks/run.py).
 CHUNKS = (32, 128, 128)
-CODECS = [BloscCodec(cname="lz4", clevel=5, shuffle="shuffle")]
+CODEC = {"cname": "lz4", "clevel": 5, "shuffle": "shuffle"}  # blosc
 FORMAT = 2
 AXES = [{"name": n, "type": "space", "unit": "millimeter"} for n in ("z", "y", "x")]
 _STAMP = "napari_grounding"
@@ -55,6 +54,8 @@ def cache_root(folder: str | os.PathLike | None = None) -> Path:
         return Path(folder)
     if os.environ.get(CACHE_ENV):
         return Path(os.environ[CACHE_ENV])
+    from platformdirs import user_cache_path
+
     return user_cache_path("napari-grounding") / "zarr"
 
 
@@ -112,6 +113,10 @@ def cache_path(image: Image, root: Path | None = None) -> Path:
 
 
 def _stamp_matches(path: Path, expected: dict[str, Any]) -> bool:
+    if not path.is_dir():
+        return False  # no cache yet: not worth importing zarr for
+    import zarr
+
     try:
         found = zarr.open_group(str(path), mode="r").attrs.get(_STAMP, {})
     except (FileNotFoundError, OSError, ValueError, KeyError, TypeError,
@@ -137,6 +142,8 @@ def open_current(image: Image, root: Path | None = None) -> tuple[Image, dict[st
     path = find_cache(image, root)
     if path is None:
         return None
+    import zarr
+
     try:
         return open_cache(path)
     except (OSError, ValueError, KeyError, TypeError, zarr.errors.BaseZarrError):
@@ -156,6 +163,8 @@ def is_current(case: Case, image_id: str = "ct", root: Path | None = None) -> Pa
     path = find_cache(image, root)
     if path is None:
         return None
+    import zarr
+
     masks = zarr.open_group(str(path), mode="r").attrs[_STAMP].get("masks", {})
     wanted = {m.id: m for m in _masks(case, image)}
     if set(masks) != set(wanted):
@@ -226,8 +235,11 @@ def _masks(case: Case, image: Image) -> list[MaskAnnotation]:
 def _write_array(group: zarr.Group, name: str, shape: tuple[int, ...], dtype: np.dtype,
                  chunks: tuple[int, ...], slab: Any) -> zarr.Array:
     """Write an array slab by slab (one chunk row along z at a time), each from numpy."""
+    from zarr.codecs import BloscCodec
+
     array = group.create_array(name, shape=shape, dtype=dtype, chunks=chunks,
-                               compressors=CODECS, fill_value=0, dimension_names=("z", "y", "x"))
+                               compressors=[BloscCodec(**CODEC)], fill_value=0,
+                               dimension_names=("z", "y", "x"))
     for z0 in range(0, shape[0], chunks[0]):
         z1 = min(shape[0], z0 + chunks[0])
         array[z0:z1] = slab(z0, z1)
@@ -255,6 +267,9 @@ def _datasets(levels: int, scale: list[float]) -> list[dict[str, Any]]:
 
 
 def _write(case: Case, image: Image, partial: Path, expected: dict[str, Any]) -> None:
+    import zarr
+    from ome_zarr.writer import write_label_metadata, write_multiscales_metadata
+
     group = zarr.open_group(str(partial), mode="a")  # fresh folder: only our lock file
     scale = [float(s) for s in image.spacing]
     shape = tuple(int(n) for n in image.data.shape)
@@ -305,6 +320,8 @@ class _Counted:
 
 
 def _levels(group: zarr.Group, counter: ReadCounter, lock: folders.Hold) -> list[da.Array]:
+    import dask.array as da
+
     datasets = group.attrs["ome"]["multiscales"][0]["datasets"]
     out = []
     for dataset in datasets:
@@ -323,6 +340,8 @@ def open_cache(path: Path, image_id: str = "ct") -> tuple[Image, dict[str, Any]]
     if lock is None:
         raise FileNotFoundError(f"{path}: gone or being deleted")
     folders.touch(path)
+    import zarr
+
     group = zarr.open_group(str(path), mode="r")
     info = dict(group.attrs[_STAMP])
     counter = ReadCounter()

@@ -11,7 +11,6 @@ from functools import cached_property
 from pathlib import Path
 
 from ..model import Case, GroundingError, Image, MaskAnnotation
-from ..store import open_current
 from . import ctrate, rexgroundingct
 from .ctrate import CTRateTables, VolumeName, find_volume, is_fixed
 from .nifti import Rescale, open_volume
@@ -154,6 +153,8 @@ class ChestCTDataset:
             case.problems.append(
                 f"{volume}: CT shape {ct.orientation.source_shape} differs from dataset.json's "
                 f"{record.shape}")
+        from ..store import open_current  # zarr on use
+
         return open_current(ct) or (ct, {})
 
     def _add_findings(self, record: Record, ct: Image | None, case: Case,

@@ -15,7 +15,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from ..model import Annotation, Case, ContourAnnotation, GroundingError, Image, MaskAnnotation, TextItem
 from .csv_rows import CsvRows, reading
@@ -104,6 +103,8 @@ class CheXmaskDataset:
         """One line per image, streamed (no per-row lookups)."""
         wanted = [c for c in (self.rows.id_column, "Dice RCA (Mean)", "Height", "Width")
                   if c in self.rows.header]
+        import pandas as pd
+
         with reading(self.path):
             for chunk in pd.read_csv(self.path, usecols=wanted, dtype=str,
                                      keep_default_na=False, chunksize=100_000):
@@ -123,7 +124,23 @@ class CheXmaskDataset:
         if found is None:
             raise GroundingError(f"{self.path}: no image {case_id!r} among its {len(self.rows)} "
                                  f"rows (list them with: napari-grounding cases {self.path})")
-        number, row = found
+        return self.case_from_row(case_id, *found)
+
+    # -- whole-file jobs: blocks of rows read in one pass -------------------------------------
+    def blocks(self, size: int) -> list[tuple[int, int]]:
+        """Consecutive ranges of case positions, ``size`` cases each (the last may be short)."""
+        total = len(self.case_ids())
+        return [(start, min(start + size, total)) for start in range(0, total, size)]
+
+    def block_rows(self, start: int, stop: int) -> list[tuple[str, int, dict[str, str]]]:
+        """(case id, row number, row) of the cases at ``start:stop``, read sequentially;
+        ``case_from_row`` makes each the Case ``open_case`` would."""
+        rows = self.rows.rows_in(start, stop)
+        if self.compare is not None:
+            self.compare.prefetch([case_id for case_id, _, _ in rows])
+        return rows
+
+    def case_from_row(self, case_id: str, number: int, row: dict[str, str]) -> Case:
         case = Case(dataset=DATASET, id=case_id)
         where = f"{self.path.name}: row {number} ({case_id})"
         case.problems += [f"{self.path.name}: no {c!r} column" for c in self.missing_columns]

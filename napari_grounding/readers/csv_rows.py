@@ -21,20 +21,23 @@ import os
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 from platformdirs import user_cache_path
 
 from ..model import GroundingError
 from ..store import content_id
 
+if TYPE_CHECKING:  # pandas is imported where used: start-up stays fast
+    import pandas as pd
+
 INDEX_THRESHOLD_BYTES = 32 * 2**20
 _BLOCK = 8 * 2**20
 _INDEX_VERSION = 2
-# what reading a damaged or truncated CSV (plain or gzipped) raises
-_READ_ERRORS = (OSError, EOFError, zlib.error, gzip.BadGzipFile, UnicodeDecodeError, ValueError,
-                pd.errors.ParserError)
+# what reading a damaged or truncated CSV (plain or gzipped) raises (pandas' ParserError is a
+# ValueError)
+_READ_ERRORS = (OSError, EOFError, zlib.error, gzip.BadGzipFile, UnicodeDecodeError, ValueError)
 
 
 @dataclass
@@ -86,11 +89,14 @@ class CsvRows:
         self._scan_ids: list[str] | None = None
         self._table: pd.DataFrame | None = None
         self._index: np.ndarray | None = None
+        self._ordered: np.ndarray | None = None
+        self._prefetched: dict[str, tuple[int, dict[str, str]]] = {}
         self._gz_index: Path | None = None
         if self.indexed:
             self._load_index(rebuild=False)
 
     def _load_index(self, rebuild: bool) -> None:
+        self._ordered = None
         try:
             self._index, self._gz_index = self._load_or_build_index(self._index_dir, rebuild)
         except _Unindexable as err:
@@ -111,6 +117,8 @@ class CsvRows:
 
     # -- small files ------------------------------------------------------------------------
     def _frame(self) -> pd.DataFrame:
+        import pandas as pd
+
         if self._table is None:
             try:
                 table = pd.read_csv(self.path, dtype=str, keep_default_na=False)
@@ -210,6 +218,8 @@ class CsvRows:
         return starts[keep], lengths[keep]
 
     def _ids_in_order(self) -> list[str]:
+        import pandas as pd
+
         ids: list[str] = []
         with reading(self.path):
             reader = pd.read_csv(self.path, usecols=[self.id_column], dtype=str,
@@ -227,16 +237,78 @@ class CsvRows:
             if self._scan_ids is None:
                 self._scan_ids = self._ids_in_order()
             return list(self._scan_ids)
-        ordered = np.sort(self._index, order="row")
-        return [i.decode("utf-8") for i in ordered["id"]]
+        return [i.decode("utf-8") for i in self._in_file_order()["id"]]
 
     def __len__(self) -> int:
         if not self.indexed:
             return len(self._frame())
         return len(self._index) if self._index is not None else len(self.ids())
 
+    def rows_in(self, start: int, stop: int) -> list[tuple[str, int, dict[str, str]]]:
+        """(ID, row number, row) of the IDs at positions ``start:stop`` of ``ids()``, read in
+        one sequential pass over their bytes (a block of a whole-file job), not one lookup each.
+        The rows are the ones ``row`` gives (the first of an ID's repeats)."""
+        if not self.indexed:
+            table = self._frame().iloc[start:stop]
+            return [(r[self.id_column], int(r["__row__"]), {c: str(r[c]) for c in self.header})
+                    for r in table.to_dict("records")]
+        if self._index is None:  # not indexable: lookups by scan, as ``row`` does
+            return [(i, *self.row(i)) for i in self.ids()[start:stop]]  # type: ignore[misc]
+        entries = self._in_file_order()[start:stop]
+        if not len(entries):
+            return []
+        first, last = entries[0], entries[-1]
+        with reading(self.path), _open_binary(self.path, self._gz_index) as f:
+            f.seek(int(first["offset"]))
+            raw = f.read(int(last["offset"] + last["length"] - first["offset"]))
+        self.stats.bytes_read += len(raw)
+        try:
+            parsed = [v for v in csv.reader(io.StringIO(raw.decode("utf-8"))) if v]
+        except (UnicodeDecodeError, csv.Error):
+            parsed = []
+        wanted = {int(e["row"]) - int(first["row"]): e["id"].decode("utf-8") for e in entries}
+        rows = [dict(zip(self.header, v, strict=False)) for k, v in enumerate(parsed) if k in wanted]
+        if len(parsed) != int(last["row"] - first["row"]) + 1 or any(
+                r.get(self.id_column) != wanted[k] for k, r in zip(sorted(wanted), rows, strict=True)):
+            # the file changed behind the index: the careful per-row path (rebuilds it)
+            return [(i, *self.row(i)) for i in wanted.values()]  # type: ignore[misc]
+        self.stats.rows_parsed += len(parsed)
+        return [(wanted[k], int(first["row"]) + k, r) for k, r in zip(sorted(wanted), rows, strict=True)]
+
+    def _in_file_order(self) -> np.ndarray:
+        if self._ordered is None:
+            self._ordered = np.sort(self._index, order="row")
+        return self._ordered
+
+    def prefetch(self, row_ids: list[str]) -> None:
+        """Read the rows of these IDs now, in file order with one open file, so that ``row``
+        of each is answered from memory (a block of a job; replaces the previous block)."""
+        self._prefetched = {}
+        if not self.indexed or self._index is None:
+            return
+        keys = np.array([i.encode("utf-8") for i in row_ids])
+        at = np.searchsorted(self._index["id"], keys) if keys.size else np.array([], int)
+        at = at[(at < len(self._index))]
+        entries = np.sort(self._index[at], order="offset")
+        entries = entries[np.isin(entries["id"], keys)]
+        with reading(self.path), _open_binary(self.path, self._gz_index) as f:
+            for entry in entries:
+                f.seek(int(entry["offset"]))
+                raw = f.read(int(entry["length"]))
+                self.stats.bytes_read += len(raw)
+                try:
+                    values = next(csv.reader(io.StringIO(raw.decode("utf-8"))), [])
+                except (UnicodeDecodeError, csv.Error):
+                    continue
+                row = dict(zip(self.header, values, strict=False))
+                key = entry["id"].decode("utf-8")
+                if row.get(self.id_column) == key:  # else: left to ``row``'s careful path
+                    self._prefetched[key] = (int(entry["row"]), row)
+
     def row(self, row_id: str) -> tuple[int, dict[str, str]] | None:
         """(data row number, column -> text) of one ID, or None when absent."""
+        if row_id in self._prefetched:
+            return self._prefetched[row_id]
         if not self.indexed:
             table = self._frame()
             if row_id not in table.index:
@@ -278,6 +350,8 @@ class CsvRows:
 
     def _scan_for(self, row_id: str) -> tuple[int, dict[str, str]] | None:
         """The row of an ID by streaming the file through pandas (slow, always right)."""
+        import pandas as pd
+
         seen = 0
         with reading(self.path):
             for chunk in pd.read_csv(self.path, dtype=str, keep_default_na=False,

@@ -11,18 +11,20 @@ predicted from the reports by a text classifier: weak labels, not read off the i
 from __future__ import annotations
 
 import ast
+import csv
 import re
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from ..model import GroundingError, TextItem
 from .nifti import Rescale
 from .paths import safe_inside
 from .report import present, section_items
+
+Row = dict[str, str]
 
 DATASET = "ct-rate"
 _NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
@@ -120,43 +122,44 @@ class CTRateTables:
                 return tables
         return None
 
-    def _table(self, kind: str) -> pd.DataFrame:
-        frames = []
+    def _table(self, kind: str) -> dict[str, Row]:
+        """Rows by volume name (without ``.nii.gz``), the first of repeats; the csv module, not
+        pandas: these tables are small and pandas' import would double a ``describe``."""
+        rows: dict[str, Row] = {}
         for path in self._files[kind]:
             try:
-                frame = pd.read_csv(path, dtype=str, keep_default_na=False)
-            except (OSError, ValueError, pd.errors.ParserError) as err:
+                with open(path, newline="", encoding="utf-8-sig") as f:
+                    reader = csv.DictReader(f)
+                    if "VolumeName" not in (reader.fieldnames or []):
+                        raise GroundingError(f"{path}: no 'VolumeName' column")
+                    for row in reader:
+                        name = (row["VolumeName"] or "").removesuffix(".gz").removesuffix(".nii")
+                        rows.setdefault(name, row)
+            except (OSError, ValueError, csv.Error) as err:
                 raise GroundingError(f"{path}: cannot read CSV ({err})") from None
-            if "VolumeName" not in frame.columns:
-                raise GroundingError(f"{path}: no 'VolumeName' column")
-            frame.index = frame["VolumeName"].map(lambda n: n.removesuffix(".gz").removesuffix(".nii"))
-            frames.append(frame)
-        return pd.concat(frames) if frames else pd.DataFrame()
+        return rows
 
     @cached_property
-    def reports(self) -> pd.DataFrame:
+    def reports(self) -> dict[str, Row]:
         return self._table("reports")
 
     @cached_property
-    def labels(self) -> pd.DataFrame:
+    def labels(self) -> dict[str, Row]:
         return self._table("labels")
 
     @cached_property
-    def metadata(self) -> pd.DataFrame:
+    def metadata(self) -> dict[str, Row]:
         return self._table("metadata")
 
     def volume_names(self) -> list[str]:
         tables = (self.reports, self.metadata, self.labels)
-        return list(dict.fromkeys(n for t in tables for n in t.index))
+        return list(dict.fromkeys(n for t in tables for n in t))
 
     def has(self, name: str) -> bool:
-        return any(name in t.index for t in (self.reports, self.labels, self.metadata))
+        return any(name in t for t in (self.reports, self.labels, self.metadata))
 
-    def _row(self, table: pd.DataFrame, name: str) -> pd.Series | None:
-        if name not in table.index:
-            return None
-        row = table.loc[name]
-        return row.iloc[0] if isinstance(row, pd.DataFrame) else row
+    def _row(self, table: dict[str, Row], name: str) -> Row | None:
+        return table.get(name)
 
     def report_items(self, name: str) -> list[TextItem]:
         """The report's sections as items, each with its sentences as children."""

@@ -14,11 +14,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-import dask.array as da
 import numpy as np
-import pydicom
-from dask import delayed
-from pydicom.errors import InvalidDicomError
 
 from ..model import GroundingError, Image, Orientation, ReadCounter
 from .xray import _pyramid, display_range
@@ -38,7 +34,9 @@ def _first(value: Any) -> float | None:
     """A DICOM number that may be multi-valued (several windows): the first one."""
     if value is None:
         return None
-    if isinstance(value, pydicom.multival.MultiValue | list | tuple):
+    from pydicom.multival import MultiValue
+
+    if isinstance(value, MultiValue | list | tuple):
         value = value[0] if len(value) else None
     try:
         return float(value) if value is not None else None
@@ -47,6 +45,9 @@ def _first(value: Any) -> float | None:
 
 
 def _read_header(path: Path) -> Any:
+    import pydicom  # here, not at import: start-up stays fast
+    from pydicom.errors import InvalidDicomError
+
     try:
         return pydicom.dcmread(str(path), stop_before_pixels=True)
     except (OSError, InvalidDicomError, EOFError) as err:
@@ -80,6 +81,8 @@ def _window(ds: Any) -> tuple[float, float] | None:
 
 @lru_cache(maxsize=8)
 def _decode_cached(path: str, mtime_ns: int) -> np.ndarray:
+    import pydicom
+
     ds = pydicom.dcmread(path)
     pixels = ds.pixel_array
     _, dtype, bits = _stored(ds)
@@ -98,6 +101,8 @@ def _uses_lut(ds: Any) -> bool:
 
 
 def _decode(path: str, counter: ReadCounter) -> np.ndarray:
+    from pydicom.errors import InvalidDicomError
+
     try:
         pixels = _decode_cached(path, os.stat(path).st_mtime_ns)
     except (OSError, InvalidDicomError, AttributeError, ValueError, RuntimeError,
@@ -123,6 +128,9 @@ def open_dicom(path: str | os.PathLike, image_id: str = "image", **meta: str) ->
     counter = ReadCounter()
     if _uses_lut(ds):
         dtype = np.dtype(np.uint16 if int(ds.VOILUTSequence[0].LUTDescriptor[2]) > 8 else np.uint8)
+    import dask.array as da
+    from dask import delayed
+
     level0 = da.from_delayed(delayed(_decode, pure=True)(str(path), counter), shape, dtype)
     window = _window(ds)
     if window is not None:

@@ -33,13 +33,14 @@ class ImageFolder:
     def by_name(self, name: str) -> Path | None:
         """A picture whose file name, or name without suffix, is ``name``, in any subfolder."""
         if self._by_name is None:
-            self._by_name = {}
+            found: dict[str, Path] = {}
             for folder, _, files in os.walk(self.root):
                 for file in files:
                     if file.lower().endswith(IMAGE_SUFFIXES + DICOM_SUFFIXES):
                         path = Path(folder) / file
-                        self._by_name.setdefault(file, path)
-                        self._by_name.setdefault(path.stem, path)
+                        found.setdefault(file, path)
+                        found.setdefault(path.stem, path)
+            self._by_name = found  # published whole: a job's other threads never see it half built
         # only files found under the root are in the index, so no name can lead outside it
         return self._by_name.get(name) or self._by_name.get(
             PurePosixPath(name.replace("\\", "/")).name)

@@ -13,25 +13,22 @@ import warnings
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import dask.array as da
-import nibabel as nib
 import numpy as np
-from dask.base import tokenize
-from nibabel.arrayproxy import ArrayProxy
-from nibabel.filebasedimages import ImageFileError
-from nibabel.orientations import aff2axcodes, axcodes2ornt, io_orientation, ornt_transform
 
 from ..model import GroundingError, Image, Orientation, ReadCounter
 from ..windows import CT_DEFAULT_WINDOW, window_limits
+
+if TYPE_CHECKING:  # nibabel and dask.array are imported where used: start-up stays fast
+    import dask.array as da
+    import nibabel as nib
 
 # Axial slices from the top of the chest down, anterior up, patient right on screen left.
 DISPLAY_AXCODES = ("I", "P", "L")
 # For each display axis code: the RAS world axis it measures and the sign that makes it grow.
 _DISPLAY_FRAME = {"I": (2, -1.0), "P": (1, -1.0), "L": (0, -1.0)}
-_READ_ERRORS = (EOFError, OSError, zlib.error, ValueError, ImageFileError, OverflowError,
-                MemoryError)
+_READ_ERRORS = (EOFError, OSError, zlib.error, ValueError, OverflowError, MemoryError)
 _MAX_GZIP_RATIO = 1100  # deflate cannot compress better than about 1032:1
 
 
@@ -70,6 +67,9 @@ class Rescale:
 
 def load_header(path: str | os.PathLike) -> nib.Nifti1Image:
     """Open a NIfTI's header and check the file holds all the data it promises."""
+    import nibabel as nib
+    from nibabel.filebasedimages import ImageFileError
+
     path = Path(path)
     if not path.is_file():
         raise GroundingError(f"{path}: file not found")
@@ -77,7 +77,7 @@ def load_header(path: str | os.PathLike) -> nib.Nifti1Image:
         with warnings.catch_warnings(record=True) as caught:  # odd headers: our warnings
             warnings.simplefilter("always")
             img = nib.load(str(path))
-    except _READ_ERRORS as err:
+    except (*_READ_ERRORS, ImageFileError) as err:
         raise GroundingError(f"{path}: not a readable NIfTI file ({_reason(err)})") from None
     if not isinstance(img, nib.Nifti1Image | nib.Nifti2Image):
         raise GroundingError(f"{path}: not a NIfTI image ({type(img).__name__})")
@@ -117,6 +117,8 @@ def _check_complete(path: Path, img: nib.Nifti1Image) -> None:
             isize = int.from_bytes(f.read(4), "little")
         if isize == expected % 2**32:
             return
+        from nibabel.arrayproxy import ArrayProxy
+
         proxy = ArrayProxy(str(path), ((expected,), np.uint8, 0, 1.0, 0.0))
         try:
             complete = proxy[expected - 1 : expected].size == 1
@@ -138,6 +140,8 @@ class _ChunkSource:
 
     def __init__(self, path: Path, img: nib.Nifti1Image, rescale: Rescale, counter: ReadCounter,
                  out_dtype: np.dtype | None = None):
+        from nibabel.arrayproxy import ArrayProxy
+
         raw_dtype = img.get_data_dtype()
         spec = (img.shape, raw_dtype, img.dataobj.offset, 1.0, 0.0)  # unscaled bytes
         self._proxy = ArrayProxy(str(path), spec, mmap=False, keep_file_open=True)
@@ -183,6 +187,9 @@ def lazy_array(path: str | os.PathLike, img: nib.Nifti1Image, slice_axis: int,
                rescale: Rescale | None = None, counter: ReadCounter | None = None,
                out_dtype: np.dtype | None = None) -> da.Array:
     """The file's array (nibabel's axis order) as dask, one chunk per index of ``slice_axis``."""
+    import dask.array as da
+    from dask.base import tokenize
+
     source = _ChunkSource(Path(path), img, rescale or Rescale(), counter or ReadCounter(), out_dtype)
     chunks = tuple(1 if axis == slice_axis else n for axis, n in enumerate(source.shape))
     stat = Path(path).stat()
@@ -194,6 +201,8 @@ def lazy_array(path: str | os.PathLike, img: nib.Nifti1Image, slice_axis: int,
 
 def display_orientation(affine: np.ndarray, shape: tuple[int, ...]) -> Orientation:
     """How to show a 3D array so the patient appears in radiological display orientation."""
+    from nibabel.orientations import axcodes2ornt, io_orientation, ornt_transform
+
     start = io_orientation(affine)
     transform = ornt_transform(start, axcodes2ornt(DISPLAY_AXCODES))
     source_axes = tuple(int(a) for a in np.argsort(transform[:, 0]))
@@ -245,6 +254,8 @@ def open_volume(path: str | os.PathLike, *, image_id: str = "ct", rescale: Resca
     orientation = display_orientation(affine, img.shape)
     counter = ReadCounter()
     source = lazy_array(path, img, orientation.source_axes[0], effective, counter)
+    from nibabel.orientations import aff2axcodes
+
     axcodes = "".join(str(c) for c in aff2axcodes(affine))
     data = orientation.to_display(source)
     limits, contrast = window_limits(CT_DEFAULT_WINDOW), f"CT {CT_DEFAULT_WINDOW} window"

@@ -13,13 +13,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import pandas as pd
-import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.dataset as ds
+from typing import TYPE_CHECKING
 
 from ..model import GroundingError
+
+if TYPE_CHECKING:  # pandas and pyarrow are imported where used: start-up stays fast
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.dataset as ds
 
 TABLES = ("study_metadata", "question_metadata", "answer_metadata", "image_metadata",
           "question_image_metadata", "answer_image_metadata")
@@ -68,9 +69,11 @@ class TableFile:
 
     def rows_of(self, study: str) -> pd.DataFrame:
         """The study's rows, keys as plain columns."""
+        import pyarrow as pa
+
         try:
             frame = self._parquet(study) if self.path.suffix == ".parquet" else self._csv(study)
-        except (OSError, ValueError, pa.ArrowException, pd.errors.ParserError) as err:
+        except (OSError, ValueError, pa.ArrowException) as err:  # pandas' ParserError: ValueError
             raise GroundingError(f"{self.path}: cannot read ({str(err).splitlines()[0]})") from None
         if any(name is not None for name in frame.index.names):
             frame = frame.reset_index()
@@ -90,6 +93,9 @@ class TableFile:
         return frame
 
     def _parquet(self, study: str) -> pd.DataFrame:
+        import pyarrow as pa
+        import pyarrow.dataset as ds
+
         dataset = ds.dataset(self.path, format="parquet")
         if "study_id" not in dataset.schema.names:
             raise GroundingError(f"{self.path}: no study_id column or index")
@@ -106,6 +112,8 @@ class TableFile:
 
     def _csv(self, study: str) -> pd.DataFrame:
         # csv.gz cannot skip: stream it in chunks, keeping only the study's rows
+        import pandas as pd
+
         key, kept = study_key(study), []
         with pd.read_csv(self.path, dtype=str, keep_default_na=False,
                          chunksize=CSV_CHUNK_ROWS) as chunks:
@@ -117,6 +125,9 @@ class TableFile:
 
 
 def _study_filter(kind: pa.DataType, study: str) -> ds.Expression:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
     key = study_key(study)
     if pa.types.is_integer(kind):
         return pc.field("study_id") == pa.scalar(int(key), kind) if key.isdigit() else \
@@ -142,9 +153,11 @@ class QualityMappings:
             self._load(path)
 
     def _load(self, path: Path) -> None:
+        import pandas as pd
+
         try:
             table = pd.read_csv(path, dtype=str, keep_default_na=False)
-        except (OSError, ValueError, pd.errors.ParserError) as err:
+        except (OSError, ValueError) as err:  # pandas' ParserError is a ValueError
             raise GroundingError(f"{path}: cannot read ({str(err).splitlines()[0]})") from None
         columns = list(table.columns)
         if len(columns) < 2:
@@ -214,6 +227,8 @@ class QBAMetadata:
         return " + ".join(kinds) + note
 
     def _rows(self, name: str, study: str) -> pd.DataFrame:
+        import pandas as pd
+
         table = self.tables.get(name)
         return table.rows_of(study) if table is not None else pd.DataFrame()
 

@@ -12,8 +12,6 @@ import json
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-import pandas as pd
-
 from ..model import Case, GroundingError
 from .paths import safe_inside
 from .report import present, section_items
@@ -77,6 +75,8 @@ class ReXGradientDataset:
         return raw
 
     def _merge_csv(self, file: Path) -> None:
+        import pandas as pd
+
         table = pd.read_csv(file, dtype=str, keep_default_na=False)
         key = next((c for c in ("StudyID", "study_id", "id") if c in table.columns), None)
         if key is None:

@@ -14,13 +14,14 @@ import json
 import re
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
-
-import dask.array as da
+from typing import TYPE_CHECKING, Any
 
 from ..model import GroundingError, Image, MaskAnnotation, ReadCounter, TextItem
 from .nifti import label_dtype, lazy_array, load_header
 from .paths import inside
+
+if TYPE_CHECKING:
+    import dask.array as da
 
 DATASET = "rexgroundingct"
 SPLITS = ("train", "val", "test")

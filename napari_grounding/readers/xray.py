@@ -11,14 +11,14 @@ import os
 import warnings
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import dask.array as da
 import numpy as np
-from dask import delayed
-from PIL import Image as PILImage
-from PIL import UnidentifiedImageError
 
 from ..model import GroundingError, Image, Orientation, ReadCounter
+
+if TYPE_CHECKING:  # PIL and dask.array are imported where used: start-up stays fast
+    import dask.array as da
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 MAX_SIDE = 16384  # pixels a side; larger pictures are refused before decoding
@@ -31,6 +31,9 @@ _TO_GREY = {"1", "P", "RGB", "RGBA", "LA"}
 
 def image_header(path: Path) -> tuple[tuple[int, int], np.dtype]:
     """(rows, columns) and dtype of a picture, from its header only."""
+    from PIL import Image as PILImage
+    from PIL import UnidentifiedImageError
+
     try:
         with warnings.catch_warnings():  # PIL's decompression-bomb warning: refused below
             warnings.simplefilter("ignore", PILImage.DecompressionBombWarning)
@@ -48,6 +51,8 @@ def image_header(path: Path) -> tuple[tuple[int, int], np.dtype]:
 
 @lru_cache(maxsize=8)
 def _decode_cached(path: str, mtime_ns: int) -> np.ndarray:
+    from PIL import Image as PILImage
+
     with warnings.catch_warnings():  # sizes are checked by image_header
         warnings.simplefilter("ignore", PILImage.DecompressionBombWarning)
         img = PILImage.open(path)
@@ -58,6 +63,9 @@ def _decode_cached(path: str, mtime_ns: int) -> np.ndarray:
 
 
 def _decode(path: str, counter: ReadCounter) -> np.ndarray:
+    from PIL import Image as PILImage
+    from PIL import UnidentifiedImageError
+
     try:
         pixels = _decode_cached(path, os.stat(path).st_mtime_ns)
     except (OSError, UnidentifiedImageError, PILImage.DecompressionBombError) as err:
@@ -87,6 +95,9 @@ def open_xray(path: str | os.PathLike, image_id: str = "image", **meta: str) -> 
     path = Path(path)
     if not path.is_file():
         raise GroundingError(f"{path}: file not found")
+    import dask.array as da
+    from dask import delayed
+
     shape, dtype = image_header(path)
     counter = ReadCounter()
     level0 = da.from_delayed(delayed(_decode, pure=True)(str(path), counter), shape, dtype)
@@ -101,7 +112,10 @@ def open_xray(path: str | os.PathLike, image_id: str = "image", **meta: str) -> 
 
 def blank_image(shape: tuple[int, int], image_id: str = "image", reason: str = "") -> Image:
     """An empty canvas of a given size, for annotations whose picture is not at hand."""
-    data = da.zeros(shape, dtype=np.uint8, chunks=shape)
+    import dask.array as da
+
+    # named: zeros of one size are one array, and tokenizing it costs more than a CSV row
+    data = da.zeros(shape, dtype=np.uint8, chunks=shape, name=f"blank-{shape[0]}x{shape[1]}")
     return Image(id=image_id, data=data, orientation=Orientation.identity(shape),
                  affine=np.eye(3), kind="xray", contrast_limits=(0.0, 255.0), origin=(0.0, 0.0),
                  meta={"blank": reason or "no image"})

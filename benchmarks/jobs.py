@@ -1,0 +1,186 @@
+"""Dataset jobs against their floors, in one run: start-up, streaming a CheXmask CSV, scaling
+with workers, and convert beside load + reorder + pyramid write of the same volume.
+
+    python benchmarks/jobs.py [--workdir DIR] [--csv-mb 100] [--workers 2] [--scheduler ADDR]
+                              [--convert-cases 4]
+
+Prints markdown rows (measure | result | baseline | target / ratio); ``benchmarks/run.py``
+includes them in its table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+sys.path.insert(0, str(HERE))
+
+import numpy as np  # noqa: E402
+
+from napari_grounding import batch  # noqa: E402
+from napari_grounding.evaluate import evaluate_case  # noqa: E402
+from napari_grounding.sample_cxr import write_chexmask_rows  # noqa: E402
+
+Row = tuple[str, str, str, str]
+ROW_BYTES = 16_000  # about one generated CheXmask row
+
+
+def _wall(argv: list[str], repeat: int = 5) -> float:
+    env = {**os.environ, "PYTHONPATH": str(HERE.parent)}
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        subprocess.run(argv, check=True, capture_output=True, env=env)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def bench_startup(folder: Path) -> list[Row]:
+    from napari_grounding.sample import write_sample
+
+    sample = write_sample(folder / "ct-phantom")
+    base = _wall([sys.executable, "-c", "import numpy, nibabel"])
+    helped = _wall([sys.executable, "-m", "napari_grounding.cli", "--help"])
+    described = _wall([sys.executable, "-m", "napari_grounding.cli", "describe", str(sample)])
+    floor = f"{base * 1000:.0f} ms (python -c 'import numpy, nibabel')"
+    return [("start-up: napari-grounding --help", f"{helped * 1000:.0f} ms", floor,
+             f"target < 600 ms: {'met' if helped < 0.6 else 'NOT met'}"),
+            ("start-up: describe of the sample CT case", f"{described * 1000:.0f} ms", floor,
+             f"target < 1000 ms: {'met' if described < 1.0 else 'NOT met'}")]
+
+
+def _pandas_floor(path: Path) -> float:
+    """Rows/s of one pandas pass in blocks decoding every RLE with numpy (no case, no stats)."""
+    import pandas as pd
+
+    from napari_grounding.readers.rle import rle_decode
+
+    start, count = time.perf_counter(), 0
+    for chunk in pd.read_csv(path, dtype=str, keep_default_na=False, chunksize=2000):
+        for cells in zip(chunk["Left Lung"], chunk["Right Lung"], chunk["Heart"], strict=True):
+            for cell in cells:
+                rle_decode(cell, (1024, 1024))
+            count += 1
+    return count / (time.perf_counter() - start)
+
+
+def _rate(job, path: Path, ids: list[str], *extra, **options) -> float:
+    batch._dataset.cache_clear()
+    start = time.perf_counter()
+    batch.run(job, str(path), None, ids, *extra, **options)
+    return len(ids) / (time.perf_counter() - start)
+
+
+def bench_csv(folder: Path, megabytes: float) -> list[Row]:
+    rows = max(200, int(megabytes * 2**20 / ROW_BYTES))
+    path = write_chexmask_rows(folder / "MIMIC-CXR-JPG.csv", rows)
+    size = path.stat().st_size / 2**20
+    floor = _pandas_floor(path)
+    ids = batch._dataset(str(path), None).case_ids()
+    qc = _rate(batch.qc_one, path, ids, workers=1)
+    few = ids[:: max(1, len(ids) // 100)][:100]  # the per-row path on a spread-out sample
+    batch._dataset.cache_clear()
+    start = time.perf_counter()
+    for case_id in few:
+        batch.qc_one(str(path), None, case_id)
+    per_row = len(few) / (time.perf_counter() - start)
+    base = f"{floor:.0f} rows/s (pandas in blocks, every RLE decoded)"
+    return [(f"qc over a {size:.0f} MB CheXmask CSV ({rows} rows), streamed, 1 worker",
+             f"{qc:.0f} rows/s", base, f"{qc / floor:.2f}x the floor"),
+            ("the same qc, one indexed lookup per row (the old path, 100 rows)",
+             f"{per_row:.0f} rows/s", base, f"{per_row / floor:.2f}x the floor")]
+
+
+def bench_scaling(folder: Path, workers: int, scheduler: str | None, convert_cases: int) -> list[Row]:
+    out: list[Row] = []
+    csv_path = write_chexmask_rows(folder / "scale" / "MIMIC-CXR-JPG.csv", 1200)
+    pred = write_chexmask_rows(folder / "scale-pred" / "pred.csv", 1200, shift=6.0)
+    ids = batch._dataset(str(csv_path), None).case_ids()
+    many = {"scheduler": scheduler} if scheduler else {"workers": workers}
+    label = f"cluster at {scheduler}" if scheduler else f"{workers} local processes"
+    for name, job, extra in (("qc", batch.qc_one, ()),
+                             ("evaluate", evaluate_case, (str(pred), "model", None))):
+        one = _rate(job, csv_path, ids, *extra, workers=1)
+        more = _rate(job, csv_path, ids, *extra, **many)
+        out.append((f"{name}: {len(ids)} CheXmask rows, {label}", f"{more:.1f} cases/s",
+                    f"{one:.1f} cases/s (1 worker)", _speedup(more / one)))
+    import ctdata
+
+    root = ctdata.ensure_dataset(folder / "ctbench")
+    cases = list(ctdata.CASES[:convert_cases])
+    one = _rate(batch.convert_case, root, cases, str(folder / "conv1"), workers=1)
+    more = _rate(batch.convert_case, root, cases, str(folder / "conv2"), **many)
+    out.append((f"convert: {len(cases)} CTs of 512 x 512 x 300 (noise) + 4-finding masks, {label}",
+                f"{more:.3f} cases/s", f"{one:.3f} cases/s (1 worker)", _speedup(more / one)))
+    out.append(_convert_floor(root, 1 / one))
+    return out
+
+
+def _speedup(ratio: float) -> str:
+    return f"{ratio:.2f}x (target >= 1.6x on 2 cores): {'met' if ratio >= 1.6 else 'NOT met'}"
+
+
+def _convert_floor(root: Path, per_case: float) -> Row:
+    """nibabel load + reorder to display + a 3-level blosc-lz4 pyramid in the cache's chunks."""
+    import ctdata
+    import nibabel as nib
+    import zarr
+    from zarr.codecs import BloscCodec
+
+    from napari_grounding import store
+    from napari_grounding.readers.nifti import display_orientation
+
+    def floor(target: Path) -> None:
+        img = nib.load(str(ctdata.volume_path(root)))
+        data = np.asanyarray(img.dataobj)
+        shown = np.ascontiguousarray(display_orientation(img.affine, img.shape).to_display(data))
+        group = zarr.open_group(str(target), mode="w")
+        for level in range(3):
+            chunks = tuple(min(c, n) for c, n in zip(store.CHUNKS, shown.shape, strict=True))
+            group.create_array(f"s{level}", data=shown, chunks=chunks,
+                               compressors=[BloscCodec(**store.CODEC)])
+            shown = shown[::2, ::2, ::2]
+
+    with tempfile.TemporaryDirectory() as tmp:
+        start = time.perf_counter()
+        floor(Path(tmp) / "floor.zarr")
+        seconds = time.perf_counter() - start
+    ratio = per_case / seconds
+    return ("convert: one case, 1 worker", f"{per_case:.1f} s",
+            f"{seconds:.1f} s (nibabel load + reorder + 3-level pyramid write of the CT)",
+            f"{ratio:.2f}x the floor (target <= 1.5x): {'met' if ratio <= 1.5 else 'NOT met'}")
+
+
+def main(argv: list[str] | None = None) -> list[Row]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workdir", type=Path, help="where to generate data (default: a temp dir)")
+    parser.add_argument("--csv-mb", type=float, default=100.0, help="size of the streamed CSV")
+    parser.add_argument("--workers", type=int, default=2, help="local processes to compare with 1")
+    parser.add_argument("--scheduler", help="a dask.distributed scheduler to compare with 1 worker")
+    parser.add_argument("--convert-cases", type=int, default=4)
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
+        folder = Path(tmp)
+        os.environ["NAPARI_GROUNDING_CACHE"] = str(folder / "cache")
+        rows = bench_startup(folder)
+        rows += bench_csv(folder / "csv", args.csv_mb)
+        rows += bench_scaling(folder, args.workers, args.scheduler, args.convert_cases)
+    return rows
+
+
+if __name__ == "__main__":
+    import platform
+
+    table = main()
+    print(f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}\n")
+    print("| measure | result | baseline | target / ratio |\n| --- | --- | --- | --- |")
+    for row in table:
+        print("| " + " | ".join(row) + " |")

@@ -1,0 +1,157 @@
+"""Whole-dataset jobs: streamed CSV blocks give exactly the per-row results; a job's results
+are identical for one worker, two local processes and a dask.distributed LocalCluster; jobs
+report progress in numbers and end with a summary line."""
+
+from __future__ import annotations
+
+import csv
+
+import pytest
+
+from napari_grounding import batch
+from napari_grounding.cli import main
+from napari_grounding.evaluate import evaluate_case
+from napari_grounding.readers import open_dataset
+from napari_grounding.readers.csv_rows import CsvRows
+from napari_grounding.sample_cxr import write_chexmask_rows
+
+ROWS = 14
+
+
+def chexmask_csv(folder, gz=False, shift=0.0, name="MIMIC-CXR-JPG.csv"):
+    """Generated rows, one ID repeated (the first row counts) and one malformed RLE."""
+    path = write_chexmask_rows(folder / "plain.csv", ROWS, shift=shift)
+    with path.open(newline="") as f:
+        header, *rows = list(csv.reader(f))
+    repeat = list(rows[3])
+    repeat[header.index("Heart")] = "1 5"
+    rows[5][header.index("Left Lung")] += " 1048570 100"
+    rows.insert(9, repeat)
+    target = folder / (name + (".gz" if gz else ""))
+    import gzip
+
+    with (gzip.open if gz else open)(target, "wt", newline="", encoding="utf-8") as f:
+        csv.writer(f).writerows([header, *rows])
+    return target
+
+
+@pytest.mark.parametrize("gz", [False, True])
+def test_rows_in_a_block_are_the_rows_looked_up(tmp_path, gz):
+    path = chexmask_csv(tmp_path, gz)
+    for threshold in (1 << 40, 0):  # pandas table, byte index
+        rows = CsvRows(path, ("dicom_id",), index_dir=tmp_path, threshold=threshold)
+        ids = rows.ids()
+        assert len(ids) == ROWS
+        streamed = rows.rows_in(0, 10) + rows.rows_in(10, ROWS)
+        assert streamed == [(i, *rows.row(i)) for i in ids]
+        rows.prefetch(ids[4:8])
+        assert [rows.row(i) for i in ids[4:8]] == [r[1:] for r in streamed[4:8]]
+
+
+def per_row(job, path, extra=()):
+    """The per-case path: each case looked up and opened on its own, in order."""
+    ids = open_dataset(path).case_ids()
+    return [job(str(path), None, case_id, *extra) for case_id in ids]
+
+
+@pytest.fixture(params=[False, True], ids=["table", "indexed"])
+def csv_dataset(request, tmp_path, monkeypatch):
+    if request.param:  # a large file's path (byte index) without writing 32 MB
+        monkeypatch.setattr(CsvRows.__init__, "__defaults__", (None, 0))
+    batch._dataset.cache_clear()
+    yield chexmask_csv(tmp_path)
+    batch._dataset.cache_clear()
+
+
+def test_streamed_qc_is_the_per_row_qc(csv_dataset):
+    ids = open_dataset(csv_dataset).case_ids()
+    streamed = batch.run(batch.qc_one, str(csv_dataset), None, ids)
+    assert streamed == per_row(batch.qc_one, csv_dataset)
+    checks = {r["check"] for rows in streamed for r in rows}
+    assert {"low_rca", "rle"} <= checks
+
+
+def test_streamed_snapshots_are_the_per_row_snapshots(csv_dataset, tmp_path):
+    ids = open_dataset(csv_dataset).case_ids()
+    streamed = batch.run(batch.snapshot_case, str(csv_dataset), None, ids, str(tmp_path / "a"))
+    single = per_row(batch.snapshot_case, csv_dataset, (str(tmp_path / "b"),))
+    assert streamed == single and len(streamed) == ROWS
+    for entry in (e for r in streamed for e in r["entries"]):
+        assert (tmp_path / "a" / entry["png"]).read_bytes() == \
+            (tmp_path / "b" / entry["png"]).read_bytes()
+
+
+def test_streamed_evaluate_is_the_per_row_evaluate(csv_dataset, tmp_path):
+    pred = chexmask_csv(tmp_path / "pred", shift=6.0)
+    extra = (str(pred), "model", None)
+    ids = open_dataset(csv_dataset).case_ids()
+    streamed = batch.run(evaluate_case, str(csv_dataset), None, ids, *extra)
+    assert streamed == per_row(evaluate_case, csv_dataset, extra)
+    dice = [r["dice"] for result in streamed for r in result["rows"] if r["dice"] != ""]
+    assert dice and all(0.5 < d < 1.0 for d in dice)
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    from distributed import LocalCluster
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                      dashboard_address=":0") as running:
+        yield running.scheduler_address
+
+
+def _outputs(tmp_path, tag):
+    return [p.read_text() for p in sorted(tmp_path.glob(f"{tag}-*"))]
+
+
+@pytest.mark.parametrize("verb", ["qc", "evaluate", "convert"])
+def test_results_are_the_same_on_every_scheduler(tmp_path, sample_root, cluster, verb, capsys):
+    data = chexmask_csv(tmp_path) if verb != "convert" else sample_root
+    pred = chexmask_csv(tmp_path / "pred", shift=6.0)
+    runs = {"one": [], "processes": ["--workers", "2"], "cluster": ["--scheduler", cluster]}
+    results = {}
+    for name, options in runs.items():
+        out = tmp_path / f"{verb}-{name}" / ("out.csv" if verb != "convert" else "")
+        argv = [verb, str(data), "--out", str(out), *options]
+        if verb == "evaluate":
+            argv[2:2] = ["--pred", str(pred)]
+        assert main(argv) == 0, capsys.readouterr().err
+        captured = capsys.readouterr()
+        assert "0 failed" in captured.err or verb != "convert"
+        results[name] = out.read_text() if verb != "convert" else sorted(
+            p.relative_to(out).as_posix() for p in out.rglob("*") if "lock" not in p.name)
+        if verb == "convert":
+            assert any(n.endswith(".ome.zarr") for n in results[name])
+            shutil_rm(out)
+    assert results["one"] == results["processes"] == results["cluster"]
+
+
+def shutil_rm(folder):
+    import shutil
+
+    shutil.rmtree(folder)
+
+
+def test_progress_prints_numbers_and_a_summary(tmp_path, capsys):
+    import io
+
+    from napari_grounding.progress import Progress
+
+    out = io.StringIO()
+    progress = Progress(4, out=out, every_s=0.0)
+    progress.update([{"case": "a", "result": "written"}, {"case": "b", "error": "bad"}])
+    progress.update([{"case": "c", "result": "skipped: no CT"}])
+    progress.update([[{"check": "low_rca"}]])
+    progress.finish()
+    lines = out.getvalue().splitlines()
+    assert lines[0].startswith("napari-grounding: 2/4 cases, ") and lines[0].endswith(" left")
+    assert "cases/s" in lines[0]
+    assert lines[-1].endswith("2 done, 1 failed, 1 skipped") and "4 cases in" in lines[-1]
+
+
+def test_a_job_ends_with_its_summary_line(tmp_path, capsys):
+    data = chexmask_csv(tmp_path)
+    assert main(["qc", str(data), "--out", str(tmp_path / "qc.csv")]) == 0
+    err = capsys.readouterr().err.splitlines()
+    assert err[-1].startswith(f"napari-grounding: {ROWS} cases in ")
+    assert err[-1].endswith(f"{ROWS} done, 0 failed, 0 skipped")

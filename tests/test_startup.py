@@ -1,0 +1,52 @@
+"""Start-up stays light: the command line and napari's reader sniff import no heavy library."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from napari_grounding.sample_cxr import write_chexmask_sample
+
+HEAVY = ("ome_zarr", "zarr", "dask.array", "distributed", "pandas", "pyarrow", "skimage", "PIL",
+         "imageio")
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _imported_after(code: str) -> list[str]:
+    """The heavy modules a fresh interpreter holds after running ``code``."""
+    probe = f"{code}\nimport json, sys\nprint(json.dumps(sorted(sys.modules)))"
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          cwd=ROOT, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
+                          check=True)
+    modules = set(json.loads(done.stdout.splitlines()[-1]))
+    return [m for m in HEAVY if m in modules]
+
+
+def test_command_line_imports_no_heavy_library():
+    assert _imported_after("import napari_grounding, napari_grounding.cli") == []
+
+
+def test_help_imports_no_heavy_library():
+    code = ("import contextlib, io\nfrom napari_grounding.cli import main\n"
+            "with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):\n"
+            "    main(['--help'])")
+    assert _imported_after(code) == []
+
+
+@pytest.mark.parametrize("kind", ["csv", "folder", "ct-folder"])
+def test_reader_sniff_imports_no_heavy_library(tmp_path, sample_root, kind):
+    if kind == "csv":
+        path = write_chexmask_sample(tmp_path / "cxr")
+    elif kind == "folder":
+        path = tmp_path
+    else:
+        path = sample_root
+    code = (f"from napari_grounding._reader import napari_get_reader\n"
+            f"from napari_grounding.readers import can_read\n"
+            f"assert can_read({str(path)!r}) == {kind != 'folder'}\n"
+            f"napari_get_reader({str(path)!r})")
+    assert _imported_after(code) == []
