@@ -81,6 +81,9 @@ class TableFile:
 
     def all_rows(self) -> pd.DataFrame:
         """Every row (for the one-row-per-study table), keys as plain columns."""
+        import pandas as pd
+        import pyarrow as pa
+
         try:
             if self.path.suffix == ".parquet":
                 frame = pd.read_parquet(self.path)
@@ -252,6 +255,8 @@ class QBAMetadata:
     def study_grades(self) -> dict[str, str]:
         """Study key (as ``study_key`` gives it) -> the study's overall grade, decoded, for
         every study the study table lists; empty without one."""
+        import pandas as pd
+
         table = self.tables.get("study_metadata")
         frame = table.all_rows() if table is not None else pd.DataFrame()
         grade = column(frame, "quality.rating", "rating", "quality") if not frame.empty else None
