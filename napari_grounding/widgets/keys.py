@@ -1,8 +1,10 @@
 """The reviewer's keys on the canvas, as named functions napari accepts.
 
 Keys are chosen so that no layer keymap claims them (a selected Labels layer binds digits and
-many letters), so they work whichever layer is active. What was bound before is restored when
-the panel goes.
+many letters), so they work whichever layer is active, and so that napari's window does not
+either: its menus take Alt with their underlined letter (File, View, Layers, Plugins, Window,
+Help) and its actions some Alt keys (Alt-C copies a screenshot). What was bound before is
+restored when the panel goes.
 """
 
 from __future__ import annotations
@@ -19,13 +21,13 @@ KEYS: dict[str, tuple[str, Callable[[Session], Any]]] = {
     "Up": ("previous item", lambda s: s.step_item(-1)),
     "PageDown": ("next case", lambda s: s.next_case(1)),
     "PageUp": ("previous case", lambda s: s.next_case(-1)),
-    "Alt-V": ("next view", lambda s: s.next_image()),
+    "Alt-I": ("next view", lambda s: s.next_image()),
     "Alt-A": ("accept", lambda s: s.record("accept")),
     "Alt-R": ("reject", lambda s: s.record("reject")),
     "Alt-X": ("needs fix", lambda s: s.record("needs_fix")),
     "Alt-U": ("unsure", lambda s: s.record("unsure")),
     "N": ("next unreviewed", lambda s: s.next_unreviewed()),
-    "Alt-C": ("comment", lambda s: s.request_comment()),
+    "Alt-M": ("comment", lambda s: s.request_comment()),
     "Alt-E": ("errors", lambda s: s.toggle_errors()),
     **{f"Alt-{n}": (f"{name} window", lambda s, name=name: s.set_window(name))
        for n, name in enumerate(CT_WINDOWS, start=1)},

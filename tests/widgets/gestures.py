@@ -20,8 +20,14 @@ def settle(rounds: int = 5) -> None:
 
 
 def press(viewer, key: Qt.Key, modifier=Qt.KeyboardModifier.NoModifier) -> None:
-    """A key pressed and released on the canvas, with the focus there as after a click."""
+    """A key pressed and released on the canvas, with the focus there as after a click, in the
+    active window (as a user's is: the window's menu and action shortcuts are live)."""
     canvas = canvas_widget(viewer)
+    window = canvas.window()
+    if not window.isActiveWindow():
+        window.activateWindow()
+        window.raise_()
+        settle()
     canvas.setFocus()
     QTest.keyClick(canvas, key, modifier)
     settle()

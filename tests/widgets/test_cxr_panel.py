@@ -89,7 +89,7 @@ def test_view_switcher_shows_one_view_at_a_time(make_napari_viewer, qtbot, tmp_p
     assert visible() == ["view/1"] and panel.session.image == "view/1"
     lateral = viewer.screenshot(canvas_only=True, flash=False)
     assert frontal.shape == lateral.shape and np.abs(frontal.astype(int) - lateral).mean() > 5
-    press(viewer, Qt.Key.Key_V, Qt.KeyboardModifier.AltModifier)  # next view wraps around
+    press(viewer, Qt.Key.Key_I, Qt.KeyboardModifier.AltModifier)  # next view wraps around
     assert visible() == ["view/0"]
     assert not panel.display.mode.isVisibleTo(panel)  # a report without annotations: no mask controls
 

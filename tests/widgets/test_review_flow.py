@@ -40,7 +40,7 @@ def test_a_whole_case_reviewed_with_keys_only(make_napari_viewer, qtbot, sample_
     press(viewer, Qt.Key.Key_N)  # next unreviewed: the effusion
     assert panel.selected_ids == ["finding/1"]
     press(viewer, Qt.Key.Key_R, ALT)
-    press(viewer, Qt.Key.Key_C, ALT)  # comment: typed, saved on Enter
+    press(viewer, Qt.Key.Key_M, ALT)  # comment: typed, saved on Enter
     assert panel.window().focusWidget() is panel.review.comment
     qtbot.keyClicks(panel.review.comment, "misses the posterior part")
     qtbot.keyClick(panel.review.comment, Qt.Key.Key_Return)

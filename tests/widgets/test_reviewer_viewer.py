@@ -155,6 +155,23 @@ def test_page_keys_move_through_the_cases(make_napari_viewer, qtbot, sample_copy
     assert errors_since(before) == []
 
 
+def test_no_key_of_ours_is_one_napari_s_window_takes(make_napari_viewer):
+    """Menu letters (Alt-V opens View) and menu actions (Alt-C copies a screenshot) win over
+    the canvas's bindings in an active window: none of our keys may be one of them."""
+    from napari._app_model import get_app_model
+
+    from napari_grounding.widgets.keys import KEYS, qt_sequence
+
+    window = make_napari_viewer().window._qt_window
+    taken = {str(binding.keybinding) for binding in get_app_model().keybindings}
+    for menu in window.menuBar().actions():
+        text = menu.text()
+        if "&" in text[:-1]:
+            taken.add("Alt+" + text[text.index("&") + 1].upper())
+    assert {"Alt+V", "Alt+F", "Alt+C"} <= taken  # what napari takes is seen
+    assert not {qt_sequence(k) for k in KEYS} & taken
+
+
 def test_removing_the_dock_widget_unhooks_and_restores_keys(make_napari_viewer, sample_root):
     viewer = make_napari_viewer(show=True)
 
