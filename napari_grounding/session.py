@@ -45,6 +45,8 @@ class Session:
     scores_changed = Signal(object)  # {item id: ItemScore} of a prediction set, or None
     errors_changed = Signal(bool)  # true/false positives and negatives shown or not
     order_changed = Signal(bool)  # items listed worst scored first, or in reading order
+    notice = Signal(str)  # a one-line answer to a key that had nothing to do
+    reviewer_needed = Signal()  # a verdict was asked for before anyone named the reviewer
 
     def __init__(self) -> None:
         self.dataset: Any = None
@@ -315,6 +317,10 @@ class Session:
         """Record a verdict on the selected item or review target (durably: the log fsyncs
         before this returns); ``comment`` None keeps the earlier comment."""
         key = self.review_key()
+        if self.review is None and self.case is not None:
+            self.reviewer_needed.emit()
+            self.notice.emit("Name the reviewer first (the Reviewer box): verdicts are saved "
+                             "under that name.")
         if self.review is None or key is None:
             return None
         earlier = self.review.decisions().get(key)
@@ -366,7 +372,10 @@ class Session:
             else None
         key = self.review.first_unreviewed(keys, after=after)
         if key is None:
-            self.next_case(1)
+            if self.next_case(1) is None:
+                self.notice.emit(f"Every item of {self.case.id} is reviewed, and it is the "
+                                 "last case." if len(self.case_ids) > 1 else
+                                 f"Every item of {self.case.id} is reviewed.")
             return None
         item_id = ids[keys.index(key)]
         self.select([item_id])

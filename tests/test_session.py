@@ -152,3 +152,24 @@ def test_the_window_preset_carries_over_to_the_next_ct():
     assert session.window == "bone"
     session.set_case(toy_case("c"))  # no CT: no window
     assert session.window is None
+
+
+def test_keys_with_nothing_to_do_say_why(tmp_path):
+    from napari_grounding.review import ReviewLog
+
+    session = Session()
+    session.set_dataset(Cases())
+    session.set_case(toy_case("c"))  # the last case
+    session.select(["finding/0"])
+    notices, asked = recorder(session.notice), recorder(session.reviewer_needed)
+    assert session.record("accept") is None  # nobody named yet: nothing saved, and said so
+    assert asked == [()] and "Name the reviewer" in notices[0][0]
+    session.set_review(ReviewLog(tmp_path / "log.jsonl", "ada"))
+    for item in [i.id for i in session.reviewable_items()]:
+        session.select([item])
+        session.record("accept")
+    requested = recorder(session.case_requested)
+    assert session.next_unreviewed() is None
+    assert requested == []  # no case after the last
+    assert notices[-1] == ("Every item of c is reviewed, and it is the last case.",)
+    session.review.close()

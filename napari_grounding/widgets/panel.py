@@ -11,8 +11,8 @@ import html
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from napari.utils.notifications import show_error, show_warning
-from qtpy.QtCore import QEvent, Qt
+from napari.utils.notifications import show_error, show_info, show_warning
+from qtpy.QtCore import QEvent, Qt, QTimer
 from qtpy.QtGui import QKeySequence, QShortcut
 from qtpy.QtWidgets import QLabel, QVBoxLayout, QWidget
 
@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 
 # keys the panel answers too while it has the focus (the tree keeps its own Up/Down)
 PANEL_KEYS = [k for k in KEYS if k not in ("Up", "Down")]
+WINDOW_TITLE = "napari-grounding: "  # + the case shown
 
 
 class GroundingPanel(QWidget):
@@ -52,6 +53,7 @@ class GroundingPanel(QWidget):
         self._gone = False  # Qt has deleted the panel: late background results are dropped
         self.destroyed.connect(lambda *_, session=self.session: session.disconnect_all())
         self.session.case_requested.connect(self.open_case_id)
+        self.session.notice.connect(show_info)
         self.session.case_changed.connect(self._on_case)
         self.attach()
         for layer in list(self.viewer.layers):
@@ -93,6 +95,7 @@ class GroundingPanel(QWidget):
         """Hook into the viewer (idempotent): layer events, mouse, keys."""
         self.link.attach()
         self.keys.attach()
+        self._dock_queue()
         if self._adopt_inserted not in self.viewer.layers.events.inserted.callbacks:
             self.viewer.layers.events.inserted.connect(self._adopt_inserted)
 
@@ -110,7 +113,23 @@ class GroundingPanel(QWidget):
             self.session.review.close()
         self.link.detach()
         self.keys.detach()
+        self._undock_queue()
         self.viewer.layers.events.inserted.disconnect(self._adopt_inserted)
+
+    def _dock_queue(self) -> None:
+        if len(self.session.case_ids) > 1 and not self._queue_docked:
+            self.viewer.window.add_dock_widget(self.queue, name="Case queue", area="right")
+            self._queue_docked = True
+
+    def _undock_queue(self) -> None:
+        """The queue leaves with the panel: alone it would open cases with no text shown."""
+        if not self._queue_docked:
+            return
+        self._queue_docked = False
+        try:
+            self.viewer.window.remove_dock_widget(self.queue)
+        except (LookupError, RuntimeError, AttributeError):
+            pass  # the window is closing: its docks go with it
 
     def event(self, event: QEvent) -> bool:
         if event.type() == QEvent.Type.ParentChange:
@@ -137,9 +156,7 @@ class GroundingPanel(QWidget):
     def set_dataset(self, dataset: Any) -> None:
         """Offer the dataset's cases (switcher, PageUp/PageDown, the case queue dock)."""
         self.session.set_dataset(dataset)
-        if len(self.session.case_ids) > 1 and not self._queue_docked:
-            self.viewer.window.add_dock_widget(self.queue, name="Case queue", area="right")
-            self._queue_docked = True
+        self._dock_queue()
         if self.session.case is not None:
             self._open_next_ahead()
 
@@ -258,6 +275,8 @@ class GroundingPanel(QWidget):
         self.title.setText(f"<b>{html.escape(case.dataset)}</b> / {html.escape(case.id)}<br>"
                            f"{case_badges(case)}")
         self.title.setToolTip("\n".join(f"{k}: {v}" for k, v in case.tags.items()))
+        if self.viewer.title == "napari" or self.viewer.title.startswith(WINDOW_TITLE):
+            self.viewer.title = f"{WINDOW_TITLE}{case.dataset}/{case.id}"  # the case shown
         self.problems.setText("\n".join(f"⚠ {p}" for p in case.problems))
         self.problems.setVisible(bool(case.problems))
         for problem in case.problems:
@@ -331,6 +350,8 @@ class GroundingPanel(QWidget):
             self.link.adopt(layer)
         if meta and not self.session.selected:
             self._select_first()
+        if meta:  # napari makes each added layer active: the picture takes the keys back
+            QTimer.singleShot(0, self._while_shown(self.link.keep_picture_active))
 
     # -- for scripts and tests --------------------------------------------------------------
     @property

@@ -85,6 +85,7 @@ class ReviewForm(QWidget):
         session.case_changed.connect(self._on_case)
         session.review_changed.connect(lambda _log: self._show_progress())
         session.comment_requested.connect(self._focus_comment)
+        session.reviewer_needed.connect(lambda: self.reviewer.setFocus())
         session.review_target_changed.connect(self._on_target)
 
     def _focus_comment(self) -> None:

@@ -196,6 +196,7 @@ def test_reader_plugin_opens_case_and_docks_panel(make_napari_viewer, qtbot, sam
     panel = dock_panel(viewer)
     assert panel.case is not None and panel.case.id == CASE
     qtbot.waitUntil(lambda: panel.stats is not None, timeout=20000)
+    qtbot.waitUntil(lambda: viewer.layers.selection.active is viewer.layers["CT"], timeout=2000)
     panel.select_items(["finding/1"])
     assert viewer.dims.current_step[0] == round(display_centre(panel.case, 1)[0])
 

@@ -144,6 +144,7 @@ def test_page_keys_move_through_the_cases(make_napari_viewer, qtbot, sample_copy
     press(viewer, Qt.Key.Key_PageDown)
     assert panel.case.id == "train_2_a_1"
     assert panel.case_bar.position.text() == "2 / 3"
+    assert viewer.title.endswith("/train_2_a_1")  # the window names the case shown
     assert {grounding_meta(la)["case_key"] for la in viewer.layers} == {panel.case.key}
     press(viewer, Qt.Key.Key_PageDown)
     press(viewer, Qt.Key.Key_PageDown)  # past the last case: stays
@@ -153,6 +154,25 @@ def test_page_keys_move_through_the_cases(make_napari_viewer, qtbot, sample_copy
     qtbot.waitUntil(lambda: panel.stats is not None, timeout=20000)
     assert panel.selected_ids == ["finding/0"]  # each case opens on its first finding
     assert errors_since(before) == []
+
+
+def test_the_case_queue_leaves_with_the_panel(make_napari_viewer, sample_copy, monkeypatch):
+    monkeypatch.setenv("NAPARI_GROUNDING_CACHE_ON_OPEN", "0")
+    root = multi_case_root(sample_copy, 3)
+    viewer = make_napari_viewer(show=True)
+    dataset = open_dataset(root)
+
+    def queues():
+        return [name for name in viewer.window.dock_widgets if "Case queue" in name]
+
+    panel = show_case(viewer, dataset.open_case(CASE), dataset=dataset)
+    assert len(queues()) == 1
+    viewer.window.remove_dock_widget(panel)  # the dock's close button
+    settle()
+    assert queues() == []  # alone it would open cases whose text nobody shows
+    again = show_case(viewer, dataset.open_case(CASE), dataset=dataset)
+    settle()
+    assert len(queues()) == 1 and again.queue.isVisible()
 
 
 def test_no_key_of_ours_is_one_napari_s_window_takes(make_napari_viewer):
