@@ -7,6 +7,7 @@ and detaches when napari takes it out (napari calls ``setParent(None)``, not ``c
 
 from __future__ import annotations
 
+import contextlib
 import html
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -126,10 +127,9 @@ class GroundingPanel(QWidget):
         if not self._queue_docked:
             return
         self._queue_docked = False
-        try:
+        # the window may be closing: its docks go with it
+        with contextlib.suppress(LookupError, RuntimeError, AttributeError):
             self.viewer.window.remove_dock_widget(self.queue)
-        except (LookupError, RuntimeError, AttributeError):
-            pass  # the window is closing: its docks go with it
 
     def event(self, event: QEvent) -> bool:
         if event.type() == QEvent.Type.ParentChange:
