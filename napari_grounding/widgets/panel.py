@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtCore import QEvent, Qt, QTimer
 from qtpy.QtGui import QKeySequence, QShortcut
-from qtpy.QtWidgets import QLabel, QVBoxLayout, QWidget
+from qtpy.QtWidgets import QDockWidget, QLabel, QVBoxLayout, QWidget
 
 from ..layers import case_layers, grounding_meta
 from ..model import Case, GroundingError
@@ -118,9 +118,16 @@ class GroundingPanel(QWidget):
         self.viewer.layers.events.inserted.disconnect(self._adopt_inserted)
 
     def _dock_queue(self) -> None:
+        """The queue as a tab behind the panel: the panel's height stays the text's."""
         if len(self.session.case_ids) > 1 and not self._queue_docked:
-            self.viewer.window.add_dock_widget(self.queue, name="Case queue", area="right")
+            self.viewer.window.add_dock_widget(self.queue, name="Case queue", area="right",
+                                               tabify=True)
             self._queue_docked = True
+            dock = self.parent()
+            while dock is not None and not isinstance(dock, QDockWidget):
+                dock = dock.parent()
+            if dock is not None:
+                dock.raise_()  # the panel's tab in front
 
     def _undock_queue(self) -> None:
         """The queue leaves with the panel: alone it would open cases with no text shown."""

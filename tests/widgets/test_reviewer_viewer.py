@@ -166,13 +166,16 @@ def test_the_case_queue_leaves_with_the_panel(make_napari_viewer, sample_copy, m
         return [name for name in viewer.window.dock_widgets if "Case queue" in name]
 
     panel = show_case(viewer, dataset.open_case(CASE), dataset=dataset)
+    settle()
     assert len(queues()) == 1
+    # a tab behind the panel: the panel's height stays the text's
+    assert not panel.visibleRegion().isEmpty() and panel.queue.visibleRegion().isEmpty()
     viewer.window.remove_dock_widget(panel)  # the dock's close button
     settle()
     assert queues() == []  # alone it would open cases whose text nobody shows
     again = show_case(viewer, dataset.open_case(CASE), dataset=dataset)
     settle()
-    assert len(queues()) == 1 and again.queue.isVisible()
+    assert len(queues()) == 1 and again.isVisible()
 
 
 def test_no_key_of_ours_is_one_napari_s_window_takes(make_napari_viewer):
