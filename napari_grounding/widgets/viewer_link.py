@@ -6,7 +6,8 @@ canvas (a click, a plane chosen by hand, contrast set by hand) become session ch
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from ..layers import META_KEY, case_layers, grounding_meta
@@ -129,12 +130,14 @@ class ViewerLink:
                     or (data[0] if isinstance(data, list) else data).ndim != layer.ndim):
                 return False
         for (layer, _), (data, kwargs, kind) in zip(current, wanted, strict=True):
-            layer.metadata = kwargs["metadata"]
-            layer.data = data
-            layer.scale, layer.translate = kwargs["scale"], kwargs["translate"]
-            layer.name = kwargs["name"]
-            if kind == "labels":
-                layer.colormap = kwargs["colormap"]
+            # each of these changes would re-slice the layer through dask: one slicing after all
+            with _refresh_once(layer):
+                layer.metadata = kwargs["metadata"]
+                layer.data = data
+                layer.scale, layer.translate = kwargs["scale"], kwargs["translate"]
+                layer.name = kwargs["name"]
+                if kind == "labels":
+                    layer.colormap = kwargs["colormap"]
         return True
 
     def reload_data(self) -> None:
@@ -279,3 +282,14 @@ class ViewerLink:
             hits = self.canvas.items_at(event.position, self.session.image, self.session.stats)
             if hits:
                 self.session.select(hits, navigate=False)
+
+
+@contextlib.contextmanager
+def _refresh_once(layer: Any) -> Iterator[None]:
+    """Changes to a layer with its refreshes held back (napari's ``_block_refresh``, where
+    this napari has it), then one refresh."""
+    block = getattr(layer, "_block_refresh", None)
+    with block() if block is not None else contextlib.nullcontext():
+        yield
+    if block is not None:
+        layer.refresh()

@@ -156,6 +156,41 @@ def test_page_keys_move_through_the_cases(make_napari_viewer, qtbot, sample_copy
     assert errors_since(before) == []
 
 
+def test_a_case_switch_slices_each_layer_twice_at_most(make_napari_viewer, qtbot, sample_copy,
+                                                      monkeypatch):
+    """Layers take the next case's data in place: one slicing for the new data, one for the
+    first finding's slice; and the picture is the new case's."""
+    import nibabel as nib
+    from napari.layers.base.base import _LayerSlicingState
+
+    monkeypatch.setenv("NAPARI_GROUNDING_CACHE_ON_OPEN", "0")
+    root = multi_case_root(sample_copy, 2)
+    second = ctrate_volume_path(root, "train_2_a_1")
+    volume = nib.load(second)
+    brighter = np.asarray(volume.dataobj) + 600  # the same anatomy, 600 HU brighter
+    nib.save(nib.Nifti1Image(brighter.astype(np.int16), volume.affine), second)
+    viewer = make_napari_viewer(show=True)
+    dataset = open_dataset(root)
+    panel = show_case(viewer, dataset.open_case(CASE), dataset=dataset)
+    qtbot.waitUntil(lambda: panel.stats is not None, timeout=20000)
+    qtbot.waitUntil(lambda: panel._ahead is not None, timeout=20000)  # opened ahead
+    settle()
+    before = viewer.screenshot(canvas_only=True, flash=False)[..., :3].mean()
+    slices: dict[str, int] = {}
+    original = _LayerSlicingState.set_view_slice
+
+    def counted(state):
+        slices[state.layer.name] = slices.get(state.layer.name, 0) + 1
+        return original(state)
+
+    monkeypatch.setattr(_LayerSlicingState, "set_view_slice", counted)
+    press(viewer, Qt.Key.Key_PageDown)
+    assert panel.case.id == "train_2_a_1" and panel.selected_ids == ["finding/0"]
+    assert slices and max(slices.values()) <= 2, slices
+    after = viewer.screenshot(canvas_only=True, flash=False)[..., :3].mean()
+    assert after > before + 20  # the brighter CT is what is shown
+
+
 def test_the_case_queue_leaves_with_the_panel(make_napari_viewer, sample_copy, monkeypatch):
     monkeypatch.setenv("NAPARI_GROUNDING_CACHE_ON_OPEN", "0")
     root = multi_case_root(sample_copy, 3)
