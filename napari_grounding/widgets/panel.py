@@ -222,8 +222,9 @@ class GroundingPanel(QWidget):
         in_place = self.link.update_in_place(case)
         self.set_case(case)
         if not in_place:
-            for data, kwargs, layer_type in case_layers(case):
-                getattr(self.viewer, f"add_{layer_type}")(data, **kwargs)
+            with self.link.adding_layers():
+                for data, kwargs, layer_type in case_layers(case):
+                    getattr(self.viewer, f"add_{layer_type}")(data, **kwargs, visible=False)
             self.link.fit_all()
         self.link.keep_picture_active()
         self._select_first()

@@ -31,6 +31,7 @@ class ViewerLink:
         # moved it, a canvas that changes size (the dock settling, the window maximised) is
         # framed again rather than leaving the picture small or cut off
         self._framed: tuple[Any, Callable[[], None]] | None = None
+        self._adding = False  # layers going in hidden, shown together afterwards
 
     @property
     def canvas(self) -> CaseCanvas | None:
@@ -113,7 +114,19 @@ class ViewerLink:
             layer.events.contrast_limits.connect(self._on_contrast)
             if self.session.window is not None:
                 self._apply_window(self.session.window)
-        self.canvas.apply_to(layer, meta, self.display_state())
+        if not self._adding:
+            self.canvas.apply_to(layer, meta, self.display_state())
+
+    @contextlib.contextmanager
+    def adding_layers(self) -> Iterator[None]:
+        """For layers added hidden: shown together at the end, so each is sliced once, at the
+        dims it ends with, not again as every later layer changes the dims."""
+        self._adding = True
+        try:
+            yield
+        finally:
+            self._adding = False
+        self.apply_display()
 
     def update_in_place(self, case: Case) -> bool:
         """Give the shown case's image and mask layers the next case's data, when the two

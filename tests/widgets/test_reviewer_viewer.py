@@ -156,12 +156,43 @@ def test_page_keys_move_through_the_cases(make_napari_viewer, qtbot, sample_copy
     assert errors_since(before) == []
 
 
+def count_slices(monkeypatch) -> dict[str, int]:
+    """Layer name -> how often napari slices it from now on (every layer type's sync path)."""
+    from napari.layers.base.base import _LayerSlicingState
+
+    slices: dict[str, int] = {}
+    original = _LayerSlicingState.set_view_slice
+
+    def counted(state):
+        slices[state.layer.name] = slices.get(state.layer.name, 0) + 1
+        return original(state)
+
+    monkeypatch.setattr(_LayerSlicingState, "set_view_slice", counted)
+    return slices
+
+
+def test_opening_slices_each_layer_twice_at_most(make_napari_viewer, qtbot, sample_root,
+                                                 monkeypatch):
+    """Layers go in hidden and are shown together: sliced once where the dims end up, once
+    more at the first finding, not again for every layer added after them."""
+    monkeypatch.setenv("NAPARI_GROUNDING_CACHE_ON_OPEN", "0")
+    viewer = make_napari_viewer(show=True)
+    dataset = open_dataset(sample_root)
+    case = dataset.open_case(CASE)
+    slices = count_slices(monkeypatch)
+    panel = show_case(viewer, case, dataset=dataset)
+    qtbot.waitUntil(lambda: panel.stats is not None, timeout=20000)
+    settle()
+    assert panel.selected_ids == ["finding/0"]
+    assert all(layer.visible for layer in viewer.layers)  # "All masks": every layer shown
+    assert set(slices) == {la.name for la in viewer.layers} and max(slices.values()) <= 2, slices
+
+
 def test_a_case_switch_slices_each_layer_twice_at_most(make_napari_viewer, qtbot, sample_copy,
                                                       monkeypatch):
     """Layers take the next case's data in place: one slicing for the new data, one for the
     first finding's slice; and the picture is the new case's."""
     import nibabel as nib
-    from napari.layers.base.base import _LayerSlicingState
 
     monkeypatch.setenv("NAPARI_GROUNDING_CACHE_ON_OPEN", "0")
     root = multi_case_root(sample_copy, 2)
@@ -176,14 +207,7 @@ def test_a_case_switch_slices_each_layer_twice_at_most(make_napari_viewer, qtbot
     qtbot.waitUntil(lambda: panel._ahead is not None, timeout=20000)  # opened ahead
     settle()
     before = viewer.screenshot(canvas_only=True, flash=False)[..., :3].mean()
-    slices: dict[str, int] = {}
-    original = _LayerSlicingState.set_view_slice
-
-    def counted(state):
-        slices[state.layer.name] = slices.get(state.layer.name, 0) + 1
-        return original(state)
-
-    monkeypatch.setattr(_LayerSlicingState, "set_view_slice", counted)
+    slices = count_slices(monkeypatch)
     press(viewer, Qt.Key.Key_PageDown)
     assert panel.case.id == "train_2_a_1" and panel.selected_ids == ["finding/0"]
     assert slices and max(slices.values()) <= 2, slices
