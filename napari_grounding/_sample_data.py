@@ -51,6 +51,6 @@ def qba_study() -> list[LayerData]:
 
     root = _root("qba-phantom")
     if not (root / "qa").is_dir():
-        write_qba_sample(root)
+        write_qba_sample(root, metadata=True)
     dataset = open_dataset(root, images=root / "mimic-cxr-jpg")
     return layers_with_panel(dataset.open_case(dataset.case_ids()[0]), dataset)

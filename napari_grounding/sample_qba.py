@@ -115,9 +115,11 @@ def write_qba_images(images: Path) -> Path:
     return images
 
 
-def write_qba_sample(root: str | Path, zipped: bool = False) -> Path:
+def write_qba_sample(root: str | Path, zipped: bool = False, metadata: bool = False) -> Path:
     """A QBA root with one study (loose files, or qa.zip + scene_data.zip) and its images
-    in ``root / "mimic-cxr-jpg"``. The zips also hold a member named ``../../x.json``."""
+    in ``root / "mimic-cxr-jpg"``. The zips also hold a member named ``../../x.json``.
+    ``metadata``: also the metadata tables (parquet) and ``quality_mappings.csv``, which name
+    the views (PA, LATERAL) and grade the study, questions and answers."""
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     documents = {"qa": (QA_MEMBER, qa_document()), "scene_data": (GRAPH_MEMBER,
@@ -132,6 +134,8 @@ def write_qba_sample(root: str | Path, zipped: bool = False) -> Path:
             (root / folder / member).parent.mkdir(parents=True, exist_ok=True)
             (root / folder / member).write_text(text, encoding="utf-8")
     write_qba_images(root / "mimic-cxr-jpg")
+    if metadata:
+        write_qba_metadata(root, suffixes=(".parquet",))
     return root
 
 

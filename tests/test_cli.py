@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from napari_grounding.cli import main
+from napari_grounding.readers import open_dataset
 from napari_grounding.readers.rle import rle_decode
 from napari_grounding.sample import CASE
 from tests.conftest import ct_path, mask_file
@@ -149,6 +150,11 @@ def test_sample_writes_the_phantoms(capsys, tmp_path):
     assert (tmp_path / "rexgradient-phantom" / "metadata").is_dir()
     assert (tmp_path / "qba-phantom" / "qa").is_dir()
     assert len(out.splitlines()) == 4
+    qba = open_dataset(tmp_path / "qba-phantom", tmp_path / "qba-phantom" / "mimic-cxr-jpg")
+    # with its metadata: views named, the study graded
+    case = qba.open_case(qba.case_ids()[0])
+    assert sorted(image.meta.get("view") for image in case.images.values()) == ["LATERAL", "PA"]
+    assert qba.summary(case.id).endswith("\tgrade A")
 
 
 def test_installed_entry_point(sample_root):
