@@ -175,6 +175,7 @@ class MaskAnnotation(Annotation):
     kind: str = "mask"
     reads: ReadCounter | None = None  # shared by masks read from one file
     source: str = ""  # the file it is read from, when it has one
+    stats: Any = None  # its MaskStats when the reader knows them without a pass over the pixels
 
 
 @dataclass(kw_only=True)
