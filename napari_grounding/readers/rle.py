@@ -102,7 +102,9 @@ def _whole_numbers(text: str) -> np.ndarray:
             fast = np.fromstring(text, dtype=np.int64, sep=" ")
         except ValueError:
             fast = None
-    if fast is not None and fast.size == len(tokens):
+    limits = np.iinfo(np.int64)
+    if fast is not None and fast.size == len(tokens) and fast.size \
+            and limits.min < fast.min() and fast.max() < limits.max:  # the C parser saturates
         return fast
     try:  # a bad token somewhere: found (and refused) by the strict path
         return np.array(tokens, dtype=np.int64)
