@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from .batch import Opener, _dataset, _opener, run
-from .metrics import mask_stats_many
+from .metrics import masks_stats
 from .model import GroundingError, MaskAnnotation
 from .predictions import add_predictions, check_predictions, prefetch
 from .scores import item_scores, scored_items
@@ -41,7 +41,7 @@ def evaluate_case(path: str, images: str | None, case_id: str, pred: str, name: 
                             if isinstance(a, MaskAnnotation)), None) for i in missing}
     known = {k: m for k, m in gt_masks.items() if m is not None}
     # a missed item still has its ground-truth instances (they count as false negatives)
-    gt_counts = dict(zip(known, (s.instances for s in mask_stats_many([m.data for m in known.values()])),
+    gt_counts = dict(zip(known, (s.instances for s in masks_stats(list(known.values()))),
                          strict=True)) if known else {}
     rows = []
     for item, score in scores.items():

@@ -156,6 +156,25 @@ def mask_stats(mask: Any) -> MaskStats:
     return mask_stats_many([mask])[0]
 
 
+def run_stats(shape: tuple[int, int], moments: Any) -> MaskStats:
+    """Statistics of a 0/1 mask from ``rle.run_moments`` of its runs: the same ``MaskStats``
+    a pass over its pixels gives."""
+    if moments is None:
+        return MaskStats(tuple(shape), 0, (), None, None)
+    voxels, sums, rows, columns = moments
+    return MaskStats(tuple(shape), voxels, (1,), ((rows[0], columns[0]), (rows[1], columns[1])),
+                     tuple(float(np.float64(total) / voxels) for total in sums))
+
+
+def masks_stats(masks: Sequence[MaskAnnotation]) -> list[MaskStats]:
+    """Statistics of mask annotations: those their reader already knows, the rest in one
+    compute."""
+    unknown = [m for m in masks if m.stats is None]
+    computed = dict(zip([id(m) for m in unknown], mask_stats_many([m.data for m in unknown]),
+                        strict=True))
+    return [m.stats if m.stats is not None else computed[id(m)] for m in masks]
+
+
 def volume_ml(stats: MaskStats, image: Image) -> float:
     """Physical volume of the mask's voxels in millilitres."""
     return stats.voxels * image.voxel_volume_mm3 / 1000.0
@@ -175,7 +194,7 @@ def annotation_stats(annotations: Sequence[Any]) -> dict[str, AnnotationStats]:
     are given annotations, never the case that holds them."""
     masks = [a for a in annotations if isinstance(a, MaskAnnotation)]
     stats: dict[str, AnnotationStats] = dict(
-        zip([m.id for m in masks], mask_stats_many([m.data for m in masks]), strict=True))
+        zip([m.id for m in masks], masks_stats(masks), strict=True))
     stats.update({a.id: shape_stats(a.points) for a in annotations
                   if isinstance(a, ContourAnnotation)})
     stats.update({a.id: shape_stats(a.corners) for a in annotations

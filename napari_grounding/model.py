@@ -114,6 +114,9 @@ class Image:
     reads: ReadCounter | None = None
     # coarser copies of ``data`` for large images (level 0 is ``data`` itself), or empty
     pyramid: list[Any] = field(default_factory=list)
+    # ``slabs(start, stop)``: the source array's indices start:stop along ``slabs.axis``, read in
+    # one call (the cache writer reads forward with it; ``data``'s display flip reads backward)
+    slabs: Any = None
 
     @property
     def label(self) -> str:
@@ -175,6 +178,8 @@ class MaskAnnotation(Annotation):
     kind: str = "mask"
     reads: ReadCounter | None = None  # shared by masks read from one file
     source: str = ""  # the file it is read from, when it has one
+    stats: Any = None  # its MaskStats when the reader knows them without a pass over the pixels
+    slabs: Any = None  # as ``Image.slabs``, over ``data``: channels of one file share a read
 
 
 @dataclass(kw_only=True)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import math
 import os
 import shutil
 import uuid
@@ -232,32 +233,113 @@ def _masks(case: Case, image: Image) -> list[MaskAnnotation]:
             and a.set == case.reference_set]
 
 
-def _write_array(group: zarr.Group, name: str, shape: tuple[int, ...], dtype: np.dtype,
-                 chunks: tuple[int, ...], slab: Any) -> zarr.Array:
-    """Write an array slab by slab (one chunk row along z at a time), each from numpy."""
+def _create(group: zarr.Group, name: str, shape: tuple[int, ...], dtype: np.dtype,
+            chunks: tuple[int, ...]) -> zarr.Array:
     from zarr.codecs import BloscCodec
 
-    array = group.create_array(name, shape=shape, dtype=dtype, chunks=chunks,
-                               compressors=[BloscCodec(**CODEC)], fill_value=0,
-                               dimension_names=("z", "y", "x"))
-    for z0 in range(0, shape[0], chunks[0]):
-        z1 = min(shape[0], z0 + chunks[0])
-        array[z0:z1] = slab(z0, z1)
-    return array
+    return group.create_array(name, shape=shape, dtype=dtype, chunks=chunks,
+                              compressors=[BloscCodec(**CODEC)], fill_value=0,
+                              dimension_names=("z", "y", "x"))
 
 
-def _from_dask(volume: da.Array) -> Any:
-    # an explicit, empty callback set: napari's global dask cache callback must not see this
-    return lambda z0, z1: np.asarray(compute_isolated(volume[z0:z1])[0])
+def _halve(block: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """The next pyramid level's rows of a block of whole row pairs: means of 2 x 2 x 2."""
+    n = [s // 2 for s in block.shape]
+    block = block[: 2 * n[0], : 2 * n[1], : 2 * n[2]]
+    if block.dtype.kind in "iu" and block.dtype.itemsize <= 4:
+        # the same numbers as mean() (a float64 sum of 8 integers is exact, and so is / 8),
+        # summed as integers over 8 strided views: several times faster
+        total = np.zeros(n, dtype=np.int64)
+        for dz in (0, 1):
+            for dy in (0, 1):
+                for dx in (0, 1):
+                    total += block[dz::2, dy::2, dx::2]
+        return (total / 8).astype(dtype)
+    block = block.reshape(n[0], 2, n[1], 2, n[2], 2)
+    return block.mean(axis=(1, 3, 5)).astype(dtype)
 
 
-def _halved(finer: zarr.Array, dtype: np.dtype) -> Any:
-    def slab(z0: int, z1: int) -> np.ndarray:
-        block = finer[2 * z0 : 2 * z1]
-        n = [s // 2 for s in block.shape]
-        block = block[: 2 * n[0], : 2 * n[1], : 2 * n[2]].reshape(n[0], 2, n[1], 2, n[2], 2)
-        return block.mean(axis=(1, 3, 5)).astype(dtype)
-    return slab
+class _Slabs:
+    """Display rows ``z0:z1`` of an array in source order (an image's or a mask's), from its
+    ``slabs`` reader when it has one along the display's first axis: each range one forward
+    read, flipped and transposed in memory; else from its dask array."""
+
+    def __init__(self, orientation: Orientation, source: Any, reader: Any, owner: Any):
+        self.orientation, self.source = orientation, source
+        usable = reader is not None and reader.axis == orientation.source_axes[0] \
+            and reader.stands_for(owner)  # not when the owner's data was replaced since
+        self.reader = reader if usable else None
+
+    def __call__(self, z0: int, z1: int) -> np.ndarray:
+        o = self.orientation
+        if self.reader is None:
+            shown = o.to_display(self.source)
+            return np.asarray(compute_isolated(shown[z0:z1])[0])
+        n = o.source_shape[o.source_axes[0]]
+        start, stop = (n - z1, n - z0) if o.flips[0] else (z0, z1)
+        slab = o.to_display(self.reader(start, stop))
+        return np.ascontiguousarray(slab)
+
+
+def _forget(reader: Any) -> None:
+    if reader is not None and hasattr(reader, "forget"):
+        reader.forget()  # its last slab is not kept alive with the case
+
+
+def _slab_order(rows: int, step: int, flipped: bool) -> list[tuple[int, int]]:
+    """Display row ranges of ``step`` rows, in the order that reads the source forward."""
+    ranges = [(z0, min(rows, z0 + step)) for z0 in range(0, rows, step)]
+    return ranges[::-1] if flipped else ranges
+
+
+def _write_image(group: zarr.Group, image: Image, shapes: list[tuple[int, ...]],
+                 chunks: tuple[int, ...]) -> None:
+    """Every pyramid level in one pass over the source: each slab of level 0 is written,
+    halved in memory into the next level's rows, and so on (no level is read back)."""
+    dtype = image.data.dtype
+    levels = [_create(group, f"s{i}", shape, dtype,
+                      tuple(min(c, n) for c, n in zip(chunks, shape, strict=True)))
+              for i, shape in enumerate(shapes)]
+    # whole row pairs down to the coarsest level, in whole chunk rows of level 0
+    step = chunks[0] * max(1, math.ceil(2 ** (len(shapes) - 1) / chunks[0]))
+    slabs = _Slabs(image.orientation, image.orientation.to_source(image.data), image.slabs,
+                   image.data)
+    for z0, z1 in _slab_order(shapes[0][0], step, image.orientation.flips[0]):
+        block, start = slabs(z0, z1), z0
+        for index, level in enumerate(levels):
+            if index:
+                block, start = _halve(block, dtype), start // 2
+            if block.shape[0]:
+                level[start : start + block.shape[0]] = block
+
+
+def _write_masks(labels: zarr.Group, masks: list[MaskAnnotation], image: Image,
+                 shape: tuple[int, ...], chunks: tuple[int, ...]) -> None:
+    """Each label's single level, slab by slab for all of them at once in the CT's forward
+    order: the channels of one mask file share each read of it."""
+    arrays = [_create(labels.create_group(_label_name(m.id)), "s0", shape,
+                      np.dtype(m.data.dtype), chunks) for m in masks]
+    slabs = [_Slabs(image.orientation, m.data, m.slabs, m.data) for m in masks]
+    for z0, z1 in _slab_order(shape[0], chunks[0], image.orientation.flips[0]):
+        for array, slab in zip(arrays, slabs, strict=True):
+            block = slab(z0, z1)
+            region = _chunks_touched(block, chunks)
+            if region is not None:  # all-background chunks are not stored anyway
+                array[(slice(z0, z1), *region)] = block[(slice(None), *region)]
+
+
+def _chunks_touched(block: np.ndarray, chunks: tuple[int, ...]) -> tuple[slice, slice] | None:
+    """The (y, x) extent of a block's nonzero voxels, widened to whole chunks; None when
+    empty. Masks are mostly background: zarr need not look at the chunks outside it."""
+    extent = []
+    for axis in (1, 2):
+        hits = np.flatnonzero(block.any(axis=tuple(a for a in (0, 1, 2) if a != axis)))
+        if not hits.size:
+            return None
+        step = chunks[axis]
+        extent.append(slice(hits[0] // step * step,
+                            min(block.shape[axis], -(-(hits[-1] + 1) // step) * step)))
+    return extent[0], extent[1]
 
 
 def _datasets(levels: int, scale: list[float]) -> list[dict[str, Any]]:
@@ -275,21 +357,22 @@ def _write(case: Case, image: Image, partial: Path, expected: dict[str, Any]) ->
     shape = tuple(int(n) for n in image.data.shape)
     chunks = tuple(min(c, n) for c, n in zip(CHUNKS, shape, strict=True))
     shapes = _pyramid_shapes(shape)
-    level = _write_array(group, "s0", shape, image.data.dtype, chunks, _from_dask(image.data))
-    for index, coarse in enumerate(shapes[1:], start=1):
-        level_chunks = tuple(min(c, n) for c, n in zip(chunks, coarse, strict=True))
-        level = _write_array(group, f"s{index}", coarse, image.data.dtype, level_chunks,
-                             _halved(level, image.data.dtype))
+    try:
+        _write_image(group, image, shapes, chunks)
+    finally:
+        _forget(image.slabs)
     write_multiscales_metadata(group, _datasets(len(shapes), scale), axes=AXES, name="/")
     masks = _masks(case, image)
     if masks:
         labels = group.create_group("labels")
+        try:
+            _write_masks(labels, masks, image, shape, chunks)
+        finally:
+            for mask in masks:
+                _forget(mask.slabs)
         for mask in masks:
             name = _label_name(mask.id)
-            label = labels.create_group(name)
-            shown = image.orientation.to_display(mask.data)
-            _write_array(label, "s0", shape, shown.dtype, chunks, _from_dask(shown))
-            write_multiscales_metadata(label, _datasets(1, scale), axes=AXES, name=name)
+            write_multiscales_metadata(labels[name], _datasets(1, scale), axes=AXES, name=name)
             write_label_metadata(labels, name, source={"image": "../../"})
         labels.attrs["ome"] = {**labels.attrs["ome"], "version": "0.5"}  # NGFF 0.5 asks for it
     group.attrs[_STAMP] = {**expected, "origin": list(image.origin),

@@ -7,6 +7,7 @@ whole file. Dtypes are never widened: HU rescaling uses integer arithmetic per c
 
 from __future__ import annotations
 
+import gzip
 import math
 import os
 import warnings
@@ -153,8 +154,12 @@ class _ChunkSource:
         self.dtype = np.dtype(out_dtype or rescale.output_dtype(raw_dtype))
 
     def __getitem__(self, key: Any) -> np.ndarray:
+        return self.finish(lambda: self._proxy[key])
+
+    def finish(self, read: Any) -> np.ndarray:
+        """The values ``read()`` returns (stored values), counted, rescaled or narrowed."""
         try:
-            raw = np.asarray(self._proxy[key])
+            raw = np.asarray(read())
         except _READ_ERRORS as err:
             raise GroundingError(f"{self._path}: cannot read image data ({_reason(err)})") from None
         self._counter.add(raw.nbytes)
@@ -187,6 +192,13 @@ def lazy_array(path: str | os.PathLike, img: nib.Nifti1Image, slice_axis: int,
                rescale: Rescale | None = None, counter: ReadCounter | None = None,
                out_dtype: np.dtype | None = None) -> da.Array:
     """The file's array (nibabel's axis order) as dask, one chunk per index of ``slice_axis``."""
+    return lazy_array_and_slabs(path, img, slice_axis, rescale, counter, out_dtype)[0]
+
+
+def lazy_array_and_slabs(path: str | os.PathLike, img: nib.Nifti1Image, slice_axis: int,
+                         rescale: Rescale | None = None, counter: ReadCounter | None = None,
+                         out_dtype: np.dtype | None = None) -> tuple[da.Array, SlabReader]:
+    """``lazy_array`` and a ``SlabReader`` of the same values along ``slice_axis``."""
     import dask.array as da
     from dask.base import tokenize
 
@@ -196,7 +208,71 @@ def lazy_array(path: str | os.PathLike, img: nib.Nifti1Image, slice_axis: int,
     name = "nifti-" + tokenize(str(Path(path).resolve()), stat.st_mtime_ns, stat.st_size,
                                rescale, source.dtype.str)
     meta = np.empty((0,) * source.ndim, dtype=source.dtype)
-    return da.from_array(source, chunks=chunks, name=name, meta=meta, asarray=False)
+    array = da.from_array(source, chunks=chunks, name=name, meta=meta, asarray=False)
+    return array, SlabReader(source, slice_axis)
+
+
+class SlabReader:
+    """Slices ``start:stop`` along one axis of a file's array, each range read in one call
+    through a file of its own: asked in ascending order, a ``.nii.gz`` is inflated once, front
+    to back, by a plain streaming gzip (dask's chunk order and the display flip would seek
+    backwards, and ``indexed_gzip`` pays for its seek points). The last range is kept, so
+    masks that are channels of one file share its read (``channel``)."""
+
+    def __init__(self, source: _ChunkSource, axis: int):
+        self.source, self.axis = source, axis
+        self._last: tuple[tuple[int, int], np.ndarray] | None = None
+        self._file: Any = None
+
+    def __call__(self, start: int, stop: int) -> np.ndarray:
+        if self._last is None or self._last[0] != (start, stop):
+            key = [slice(None)] * len(self.source.shape)
+            key[self.axis] = slice(start, stop)
+            self._last = None  # the old range is let go before the new one is read
+            self._last = ((start, stop), self.source.finish(lambda: self._read(tuple(key))))
+        return self._last[1]
+
+    def _read(self, key: tuple[slice, ...]) -> np.ndarray:
+        from nibabel.fileslice import fileslice
+
+        proxy = self.source._proxy
+        if self._file is None:
+            path = self.source._path
+            # kept open from one range to the next (forward reads continue); ``forget`` closes it
+            opener = gzip.open if path.name.endswith(".gz") else open
+            self._file = opener(path, "rb")  # noqa: SIM115
+        return fileslice(self._file, key, proxy.shape, proxy.dtype, proxy.offset, proxy.order)
+
+    def forget(self) -> None:
+        """Let go of the last range and close the file (reopened when asked again)."""
+        self._last = None
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    def view(self, of: Any, index: int | None = None) -> SlabView:
+        """The reader for the dask array ``of`` (its values, or channel ``index``'s)."""
+        return SlabView(self, index, of)
+
+
+class SlabView:
+    """A ``SlabReader``'s ranges (or one channel of them: first axis) standing for a given
+    dask array: a writer uses it only while that array is still the one it writes (``of``),
+    so replacing an annotation's ``data`` cannot write stale values."""
+
+    def __init__(self, reader: SlabReader, index: int | None, of: Any):
+        self.reader, self.index, self.of = reader, index, getattr(of, "name", None)
+        self.axis = reader.axis - (index is not None)
+
+    def stands_for(self, array: Any) -> bool:
+        return self.of is not None and getattr(array, "name", None) == self.of
+
+    def __call__(self, start: int, stop: int) -> np.ndarray:
+        block = self.reader(start, stop)
+        return block if self.index is None else block[self.index]
+
+    def forget(self) -> None:
+        self.reader.forget()
 
 
 def display_orientation(affine: np.ndarray, shape: tuple[int, ...]) -> Orientation:
@@ -253,7 +329,7 @@ def open_volume(path: str | os.PathLike, *, image_id: str = "ct", rescale: Resca
     effective = _effective_rescale(img, rescale)
     orientation = display_orientation(affine, img.shape)
     counter = ReadCounter()
-    source = lazy_array(path, img, orientation.source_axes[0], effective, counter)
+    source, slabs = lazy_array_and_slabs(path, img, orientation.source_axes[0], effective, counter)
     from nibabel.orientations import aff2axcodes
 
     axcodes = "".join(str(c) for c in aff2axcodes(affine))
@@ -275,6 +351,7 @@ def open_volume(path: str | os.PathLike, *, image_id: str = "ct", rescale: Resca
               "stored_dtype": str(img.get_data_dtype()), "contrast": contrast,
               **({"warnings": "; ".join(img.extra["warnings"])} if img.extra.get("warnings") else {})},
         reads=counter,
+        slabs=slabs.view(of=data),
     )
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..model import GroundingError, Image, MaskAnnotation, ReadCounter, TextItem
-from .nifti import label_dtype, lazy_array, load_header
+from .nifti import label_dtype, lazy_array_and_slabs, load_header
 from .paths import inside
 
 if TYPE_CHECKING:
@@ -259,12 +259,14 @@ def open_masks(path: Path, record: Record, ct: Image | None) -> tuple[list[MaskA
         problems.append(f"{path}: {shape[0]} mask channels for {n_findings} findings; "
                         f"linking the first {min(shape[0], n_findings)}")
     reads = ReadCounter()
-    volume = lazy_array(path, img, slice_axis=len(img.shape) - 1, counter=reads,
-                        out_dtype=label_dtype(img.get_data_dtype()))
+    volume, slabs = lazy_array_and_slabs(path, img, slice_axis=len(img.shape) - 1, counter=reads,
+                                         out_dtype=label_dtype(img.get_data_dtype()))
     if volume.ndim == 3:
         volume = volume[None]
     channels: list[da.Array] = [volume[i] for i in range(min(shape[0], n_findings))]
+    # the cache writer reads every channel's slices in one pass over the file
     masks = [MaskAnnotation(id=f"mask/{i}", image="ct", data=channel, reads=reads,
-                            source=str(path))
+                            source=str(path),
+                            slabs=slabs.view(channel, i if len(img.shape) == 4 else None))
              for i, channel in enumerate(channels)]
     return masks, problems

@@ -11,7 +11,7 @@ import os
 import warnings
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -110,12 +110,17 @@ def open_xray(path: str | os.PathLike, image_id: str = "image", **meta: str) -> 
                  reads=counter, pyramid=levels if len(levels) > 1 else [])
 
 
-def blank_image(shape: tuple[int, int], image_id: str = "image", reason: str = "") -> Image:
-    """An empty canvas of a given size, for annotations whose picture is not at hand."""
+@lru_cache(maxsize=8)
+def _zeros(height: int, width: int) -> Any:
+    """One (immutable) dask array of zeros per size: building one costs more than a CSV row."""
     import dask.array as da
 
-    # named: zeros of one size are one array, and tokenizing it costs more than a CSV row
-    data = da.zeros(shape, dtype=np.uint8, chunks=shape, name=f"blank-{shape[0]}x{shape[1]}")
-    return Image(id=image_id, data=data, orientation=Orientation.identity(shape),
-                 affine=np.eye(3), kind="xray", contrast_limits=(0.0, 255.0), origin=(0.0, 0.0),
-                 meta={"blank": reason or "no image"})
+    return da.zeros((height, width), dtype=np.uint8, chunks=(height, width),
+                    name=f"blank-{height}x{width}")
+
+
+def blank_image(shape: tuple[int, int], image_id: str = "image", reason: str = "") -> Image:
+    """An empty canvas of a given size, for annotations whose picture is not at hand."""
+    return Image(id=image_id, data=_zeros(int(shape[0]), int(shape[1])),
+                 orientation=Orientation.identity(shape), affine=np.eye(3), kind="xray",
+                 contrast_limits=(0.0, 255.0), origin=(0.0, 0.0), meta={"blank": reason or "no image"})

@@ -12,11 +12,14 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from skimage.draw import polygon2mask
 
+from napari_grounding.metrics import mask_stats, run_stats
 from napari_grounding.readers.rle import (
     FormatError,
     parse_landmarks,
     rle_decode,
     rle_encode,
+    rle_runs,
+    run_moments,
     split_landmarks,
 )
 
@@ -83,6 +86,8 @@ def test_decoding_is_one_based_and_row_major():
     ("5 3", "run ends at pixel 7, past the end of the 2 x 3 mask (6 pixels)"),
     ("0 2", "start below 1"),
     ("1 x", "not a whole number"),
+    ("1 99999999999999999999999", "below 2\\*\\*63"),  # numpy's C parser saturates: refused
+    ("1 -99999999999999999999999", "below 2\\*\\*63"),
 ])
 def test_malformed_rle(rle, message):
     with pytest.raises(FormatError, match=message.replace("(", r"\(").replace(")", r"\)")):
@@ -110,3 +115,25 @@ def test_bad_landmarks(text):
 def test_unsorted_and_overlapping_runs_still_decode():
     np.testing.assert_array_equal(rle_decode("5 2 1 3", (2, 3)), [[1, 1, 1], [0, 1, 1]])
     np.testing.assert_array_equal(rle_decode("1 4 2 2", (2, 3)), [[1, 1, 1], [1, 0, 0]])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(1, 12), st.integers(1, 12), st.data())
+def test_stats_from_runs_equal_stats_from_pixels(height, width, data):
+    """qc of a CheXmask CSV takes mask statistics from the runs (no decoding): they must be
+    the ones a pass over the decoded pixels gives, for unsorted and overlapping runs too."""
+    size = height * width
+    runs = data.draw(st.lists(st.tuples(st.integers(1, size), st.integers(0, size)), max_size=8))
+    runs = [(start, min(length, size - start + 1)) for start, length in runs]
+    text = " ".join(f"{start} {length}" for start, length in runs)
+    shape = (height, width)
+    assert run_stats(shape, run_moments(*rle_runs(text, shape), shape)) == \
+        mask_stats(rle_decode(text, shape))
+
+
+def test_real_mask_stats_from_runs(shared_data):
+    for where, row in list(real_rows(shared_data))[:20]:
+        for column in COLUMNS.values():
+            shape = (1024, 1024)
+            assert run_stats(shape, run_moments(*rle_runs(row[column], shape), shape)) == \
+                mask_stats(rle_decode(row[column], shape)), where
