@@ -255,7 +255,8 @@ def _sample(args: argparse.Namespace) -> None:
     print(write_sample(root / "ct-phantom"))
     print(write_chexmask_sample(root / "cxr-phantom"), f"(images: {root / 'cxr-phantom'}/mimic-cxr-jpg)")
     print(write_rexgradient_sample(root / "rexgradient-phantom"))
-    print(write_qba_sample(root / "qba-phantom", metadata=True), f"(images: {root / 'qba-phantom'}/mimic-cxr-jpg)")
+    qba = write_qba_sample(root / "qba-phantom", metadata=True)
+    print(qba, f"(images: {qba}/mimic-cxr-jpg)")
 
 
 def _writable_folder(out: Path) -> None:
