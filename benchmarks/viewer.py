@@ -379,12 +379,16 @@ def profiles(params: dict, folder: Path, top: int) -> None:
     fresh = workdir / "cache-profile"
     shutil.rmtree(fresh, ignore_errors=True)
     runs = {
+        "open-numpy": ("open", "numpy", {}, {"settle": False}),  # baseline A, for comparison
         "open-cache": ("open", "ours", {}, {"settle": False}),
         "open-nifti": ("open", "ours", {"NAPARI_GROUNDING_CACHE": str(fresh)}, {"settle": False}),
         "select": ("select", "ours", {}, {"select_repeats": 1}),
         "switch": ("switch", "ours", {}, {"switches": 1}),
     }
+    only = os.environ.get("BENCH_PROFILE_ONLY")  # e.g. "open-numpy,open-cache"
     for name, (scenario, mode, env, extra) in runs.items():
+        if only and name not in only.split(","):
+            continue
         path = folder / f"{name}.prof"
         path.unlink(missing_ok=True)
         for _attempt in range(3):  # a failed run is reported, then tried again

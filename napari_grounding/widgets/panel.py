@@ -292,12 +292,26 @@ class GroundingPanel(QWidget):
         self.filter_form.set_case(case)
         if "stats" in case.cache:  # measured ahead
             self.session.set_stats(case.key, case.cache["stats"])
-        else:
-            background.start_stats(case, self._while_shown(self.session.set_stats))
+        # background work starts once the layers are in, not while napari adds them: its
+        # threads would take the GIL from the UI thread for the whole opening
+        QTimer.singleShot(0, self._while_shown(lambda: self._start_background(case)))
+
+    def _start_background(self, case: Case) -> None:
+        """The case's statistics, cache and scores; then the next case, opened ahead."""
+        if case is not self.session.case:
+            return  # already left
+        if self.session.stats is None:
+            background.start_stats(case, self._while_shown(self._on_stats))
         background.start_caching(case, self._while_shown(self._on_cached))
         if case.added_sets:
             background.start_scores(case, self._while_shown(self.session.set_scores))
-        self._open_next_ahead()
+        if self.session.stats is not None:
+            self._open_next_ahead()
+
+    def _on_stats(self, case_key: str, stats: dict[str, Any]) -> None:
+        self.session.set_stats(case_key, stats)
+        if self.session.case is not None and self.session.case.key == case_key:
+            self._open_next_ahead()  # one background read at a time: the next case after this
 
     def _open_next_ahead(self) -> None:
         self._ahead = None
