@@ -191,14 +191,13 @@ class Frames:
     def settle(self, quiet: float = 0.4, timeout: float = 120.0, until=None) -> float:
         """Process events until background workers are done (and ``until()`` holds) and no
         frame has been drawn for ``quiet`` seconds; returns the seconds it took."""
-        from qtpy.QtCore import QThreadPool
         from qtpy.QtWidgets import QApplication
 
         start = time.perf_counter()
         calm_since = None
         while time.perf_counter() - start < timeout:
             QApplication.processEvents()
-            busy = QThreadPool.globalInstance().activeThreadCount() > 0 or \
+            busy = any(pool.activeThreadCount() > 0 for pool in _pools()) or \
                 (until is not None and not until())
             now = time.perf_counter()
             if busy or now - self.last < quiet:
@@ -209,6 +208,16 @@ class Frames:
                 return now - start
             time.sleep(0.002)
         raise TimeoutError(f"the viewer did not settle within {timeout} s")
+
+
+def _pools() -> list:
+    """Qt's global thread pool and the panel's own (its background jobs run there)."""
+    from qtpy.QtCore import QThreadPool
+
+    pools = [QThreadPool.globalInstance()]
+    if "napari_grounding.widgets.background" in sys.modules:
+        pools.append(sys.modules["napari_grounding.widgets.background"].worker_pool())
+    return pools
 
 
 def painted(viewer) -> float:
