@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..model import GroundingError
 
@@ -69,27 +69,23 @@ class TableFile:
 
     def rows_of(self, study: str) -> pd.DataFrame:
         """The study's rows, keys as plain columns."""
-        import pyarrow as pa
-
-        try:
-            frame = self._parquet(study) if self.path.suffix == ".parquet" else self._csv(study)
-        except (OSError, ValueError, pa.ArrowException) as err:  # pandas' ParserError: ValueError
-            raise GroundingError(f"{self.path}: cannot read ({str(err).splitlines()[0]})") from None
-        if any(name is not None for name in frame.index.names):
-            frame = frame.reset_index()
-        return frame
+        return self._frame(lambda: self._parquet(study) if self.path.suffix == ".parquet"
+                           else self._csv(study))
 
     def all_rows(self) -> pd.DataFrame:
         """Every row (for the one-row-per-study table), keys as plain columns."""
         import pandas as pd
+
+        return self._frame(lambda: pd.read_parquet(self.path) if self.path.suffix == ".parquet"
+                           else pd.read_csv(self.path, dtype=str, keep_default_na=False))
+
+    def _frame(self, read: Any) -> pd.DataFrame:
+        """``read()``'s frame with its index keys as columns; a read error in one line."""
         import pyarrow as pa
 
         try:
-            if self.path.suffix == ".parquet":
-                frame = pd.read_parquet(self.path)
-            else:
-                frame = pd.read_csv(self.path, dtype=str, keep_default_na=False)
-        except (OSError, ValueError, pa.ArrowException, pd.errors.ParserError) as err:
+            frame = read()
+        except (OSError, ValueError, pa.ArrowException) as err:  # pandas' ParserError: ValueError
             raise GroundingError(f"{self.path}: cannot read ({str(err).splitlines()[0]})") from None
         if any(name is not None for name in frame.index.names):
             frame = frame.reset_index()

@@ -164,8 +164,8 @@ class GroundingPanel(QWidget):
         """Offer the dataset's cases (switcher, PageUp/PageDown, the case queue dock)."""
         self.session.set_dataset(dataset)
         self._dock_queue()
-        if self.session.case is not None:
-            self._open_next_ahead()
+        if self.session.case is not None and self.session.stats is not None:
+            self._open_next_ahead()  # else once the statistics are in (``_on_stats``)
 
     def open_case_id(self, case_id: str) -> None:
         """Open another case of the dataset, replacing the one shown."""
