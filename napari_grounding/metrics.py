@@ -89,7 +89,8 @@ def dice(a: Any, b: Any) -> float:
     return 1.0 if total == 0 else 2.0 * int(np.logical_and(a, b).sum()) / total
 
 
-def _block_profiles(block: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
+def block_profiles(block: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
+    """A block's foreground counts along each axis, and its distinct nonzero values."""
     block = np.asarray(block)
     nonzero = block != 0
     axes = range(block.ndim)
@@ -107,14 +108,15 @@ def _block_offsets(chunks: tuple[tuple[int, ...], ...]) -> list[tuple[int, ...]]
             for index in np.ndindex(*(len(c) for c in chunks))]
 
 
-def _combine(shape: tuple[int, ...], offsets: list[tuple[int, ...]],
-             partials: list[tuple[list[np.ndarray], np.ndarray]]) -> MaskStats:
+def combine_profiles(shape: tuple[int, ...], offsets: list[tuple[int, ...]],
+                     partials: list[tuple[list[np.ndarray], np.ndarray]]) -> MaskStats:
+    """A mask's statistics from its blocks' ``block_profiles`` and where the blocks start."""
     profiles = [np.zeros(n, dtype=np.int64) for n in shape]
     labels: set[float] = set()
     for offset, (block_profiles, block_labels) in zip(offsets, partials, strict=True):
         for axis, profile in enumerate(block_profiles):
             profiles[axis][offset[axis] : offset[axis] + profile.size] += profile
-        labels.update(block_labels.tolist())
+        labels.update(np.asarray(block_labels).tolist())
     voxels = int(profiles[0].sum()) if profiles else 0
     if voxels == 0:
         return MaskStats(tuple(shape), 0, (), None, None)
@@ -136,7 +138,7 @@ def mask_stats_many(masks: Sequence[Any]) -> list[MaskStats]:
             lazy.append(at)
         else:  # numpy (a CheXmask row): one block, no dask graph or compute per mask
             mask = np.asarray(mask)
-            out[at] = _combine(mask.shape, [(0,) * mask.ndim], [_block_profiles(mask)])
+            out[at] = combine_profiles(mask.shape, [(0,) * mask.ndim], [block_profiles(mask)])
     if lazy:
         from dask import delayed
 
@@ -145,10 +147,10 @@ def mask_stats_many(masks: Sequence[Any]) -> list[MaskStats]:
             offsets.append(_block_offsets(masks[at].chunks))
             # optimize_graph=False keeps the file-reading tasks shared between channels
             blocks = masks[at].to_delayed(optimize_graph=False).ravel()
-            graphs.append([delayed(_block_profiles)(b) for b in blocks])
+            graphs.append([delayed(block_profiles)(b) for b in blocks])
         (partials,) = compute_isolated(graphs)
         for at, o, p in zip(lazy, offsets, partials, strict=True):
-            out[at] = _combine(tuple(masks[at].shape), o, p)
+            out[at] = combine_profiles(tuple(masks[at].shape), o, p)
     return out  # type: ignore[return-value]
 
 
@@ -200,6 +202,13 @@ def annotation_stats(annotations: Sequence[Any]) -> dict[str, AnnotationStats]:
     stats.update({a.id: shape_stats(a.corners) for a in annotations
                   if isinstance(a, BoxAnnotation)})
     return stats
+
+
+def stats_known(case: Case) -> bool:
+    """Whether ``case_stats`` is at hand without a pass over any mask's pixels (measured ahead,
+    or known to the reader: a cache's, or RLE runs')."""
+    return "stats" in case.cache or all(
+        a.stats is not None for a in case.annotations.values() if isinstance(a, MaskAnnotation))
 
 
 def case_stats(case: Case) -> dict[str, AnnotationStats]:

@@ -22,12 +22,12 @@ import os
 import shutil
 import uuid
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
 from . import cache_folders as folders
-from .metrics import compute_isolated
+from .metrics import MaskStats, block_profiles, combine_profiles, compute_isolated
 from .model import Case, Image, MaskAnnotation, Orientation, ReadCounter
 from .windows import CT_DEFAULT_WINDOW, window_limits
 
@@ -137,7 +137,16 @@ def find_cache(image: Image, root: Path | None = None) -> Path | None:
     return path if _stamp_matches(path, expected) else None
 
 
-def open_current(image: Image, root: Path | None = None) -> tuple[Image, dict[str, Any]] | None:
+class CachedMask(NamedTuple):
+    """A mask as the cache holds it: its array (source axis order) and the statistics the
+    cache writer measured in its pass over it."""
+
+    data: Any
+    stats: MaskStats | None
+
+
+def open_current(image: Image, root: Path | None = None
+                 ) -> tuple[Image, dict[str, CachedMask]] | None:
     """The image and its masks from its current cache, or None when there is no usable one
     (missing, stale, being deleted, unreadable: the caller reads the source instead)."""
     path = find_cache(image, root)
@@ -314,18 +323,55 @@ def _write_image(group: zarr.Group, image: Image, shapes: list[tuple[int, ...]],
 
 
 def _write_masks(labels: zarr.Group, masks: list[MaskAnnotation], image: Image,
-                 shape: tuple[int, ...], chunks: tuple[int, ...]) -> None:
+                 shape: tuple[int, ...], chunks: tuple[int, ...]) -> dict[str, MaskStats]:
     """Each label's single level, slab by slab for all of them at once in the CT's forward
-    order: the channels of one mask file share each read of it."""
+    order: the channels of one mask file share each read of it. Returns each mask's statistics
+    (source axis order), measured in the same pass, so an opening from the cache reads none."""
     arrays = [_create(labels.create_group(_label_name(m.id)), "s0", shape,
                       np.dtype(m.data.dtype), chunks) for m in masks]
     slabs = [_Slabs(image.orientation, m.data, m.slabs, m.data) for m in masks]
+    partials: list[list[tuple[tuple[int, ...], Any]]] = [[] for _ in masks]
     for z0, z1 in _slab_order(shape[0], chunks[0], image.orientation.flips[0]):
-        for array, slab in zip(arrays, slabs, strict=True):
+        for array, slab, found in zip(arrays, slabs, partials, strict=True):
             block = slab(z0, z1)
             region = _chunks_touched(block, chunks)
             if region is not None:  # all-background chunks are not stored anyway
-                array[(slice(z0, z1), *region)] = block[(slice(None), *region)]
+                inside = block[(slice(None), *region)]
+                array[(slice(z0, z1), *region)] = inside
+                found.append(((z0, region[0].start, region[1].start), block_profiles(inside)))
+    return {m.id: _source_stats(shape, found, image.orientation)
+            for m, found in zip(masks, partials, strict=True)}
+
+
+def _source_stats(shape: tuple[int, ...], found: list[tuple[tuple[int, ...], Any]],
+                  orientation: Orientation) -> MaskStats:
+    """A mask's statistics from its blocks' profiles (display order), in the source's axis
+    order: the same numbers, to the last bit, as a pass over the source array gives."""
+    display = [np.zeros(n, dtype=np.int64) for n in shape]
+    labels: list[np.ndarray] = []
+    for offset, (profiles, block_labels) in found:
+        for axis, profile in enumerate(profiles):
+            display[axis][offset[axis] : offset[axis] + profile.size] += profile
+        labels.append(np.asarray(block_labels))
+    source: list[np.ndarray] = [np.zeros(0, dtype=np.int64)] * len(shape)
+    for axis, (source_axis, flip) in enumerate(zip(orientation.source_axes, orientation.flips,
+                                                   strict=True)):
+        source[source_axis] = display[axis][::-1] if flip else display[axis]
+    return combine_profiles(orientation.source_shape, [(0,) * len(shape)],
+                            [(source, np.unique(np.concatenate(labels)) if labels else ())])
+
+
+def _stats_json(stats: MaskStats) -> dict[str, Any]:
+    return {"voxels": stats.voxels, "labels": list(stats.labels),
+            "bbox": None if stats.bbox is None else [list(c) for c in stats.bbox],
+            "centroid": None if stats.centroid is None else list(stats.centroid)}
+
+
+def _stats_from_json(found: dict[str, Any], shape: tuple[int, ...]) -> MaskStats:
+    bbox = found["bbox"]
+    return MaskStats(tuple(shape), int(found["voxels"]), tuple(found["labels"]),
+                     None if bbox is None else (tuple(bbox[0]), tuple(bbox[1])),
+                     None if found["centroid"] is None else tuple(found["centroid"]))
 
 
 def _chunks_touched(block: np.ndarray, chunks: tuple[int, ...]) -> tuple[slice, slice] | None:
@@ -363,10 +409,11 @@ def _write(case: Case, image: Image, partial: Path, expected: dict[str, Any]) ->
         _forget(image.slabs)
     write_multiscales_metadata(group, _datasets(len(shapes), scale), axes=AXES, name="/")
     masks = _masks(case, image)
+    stats: dict[str, MaskStats] = {}
     if masks:
         labels = group.create_group("labels")
         try:
-            _write_masks(labels, masks, image, shape, chunks)
+            stats = _write_masks(labels, masks, image, shape, chunks)
         finally:
             for mask in masks:
                 _forget(mask.slabs)
@@ -380,6 +427,7 @@ def _write(case: Case, image: Image, partial: Path, expected: dict[str, Any]) ->
                            "flips": list(image.orientation.flips),
                            "source_shape": list(image.orientation.source_shape),
                            "masks": {m.id: _file_stamp(m.source) for m in masks},
+                           "mask_stats": {i: _stats_json(st) for i, st in stats.items()},
                            "meta": {k: v for k, v in image.meta.items() if k != "cache"}}
     # the stamp is written last: a version without it is never used
 
@@ -415,10 +463,10 @@ def _levels(group: zarr.Group, counter: ReadCounter, lock: folders.Hold) -> list
     return out
 
 
-def open_cache(path: Path, image_id: str = "ct") -> tuple[Image, dict[str, Any]]:
-    """The cached CT as an Image (geometry as the source gave it) and mask arrays by id, in
-    the source's axis order, as the model keeps them. The version stays locked against
-    deletion as long as any of the arrays is alive."""
+def open_cache(path: Path, image_id: str = "ct") -> tuple[Image, dict[str, CachedMask]]:
+    """The cached CT as an Image (geometry as the source gave it) and its masks by id, in
+    the source's axis order as the model keeps them, with their statistics. The version stays
+    locked against deletion as long as any of the arrays is alive."""
     lock = folders.hold(path, exclusive=False)
     if lock is None:
         raise FileNotFoundError(f"{path}: gone or being deleted")
@@ -437,10 +485,13 @@ def open_cache(path: Path, image_id: str = "ct") -> tuple[Image, dict[str, Any]]
                   source=info["source"], meta={**info["meta"], "cache": str(path)},
                   reads=counter, pyramid=levels if len(levels) > 1 else [])
     masks = {}
+    stats = info.get("mask_stats", {})  # absent in versions written before they were kept
     for mask_id, source in info.get("masks", {}).items():
         if source is not None and _file_stamp(source["path"]) != source:
             continue  # the mask file changed since: read it, not the cache
         label = group["labels"][_label_name(mask_id)]
         (level,) = _levels(label, counter, lock)[:1]
-        masks[mask_id] = orientation.to_source(level)
+        known = stats.get(mask_id)
+        masks[mask_id] = CachedMask(orientation.to_source(level), None if known is None else
+                                    _stats_from_json(known, orientation.source_shape))
     return image, masks

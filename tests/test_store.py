@@ -11,6 +11,7 @@ import pytest
 import zarr
 
 from napari_grounding import store
+from napari_grounding.metrics import case_stats, mask_stats, stats_known
 from napari_grounding.readers import open_case
 from napari_grounding.sample import make_phantom, write_sample
 from tests.conftest import ct_path, mask_file
@@ -164,3 +165,23 @@ def test_forward_slab_write_equals_the_dask_write(tmp_path, cache, shape):
             assert a[name].chunks == b[name].chunks
             np.testing.assert_array_equal(a[name][:], b[name][:], err_msg=name)
     assert dict(a.attrs) == dict(b.attrs)
+
+
+@pytest.mark.parametrize("shape", [None, (260, 150, 67)])
+def test_the_cache_keeps_each_mask_s_statistics(tmp_path, cache, shape):
+    """The writer measures each mask in its one pass (flips and partial chunks included):
+    a case opened from the cache knows them exactly as a pass over the source gives them,
+    so its opening reads no mask chunk for them."""
+    root = write_sample(tmp_path / "s", make_phantom(shape, (1.0, 1.0, 2.0)) if shape else None)
+    source = open_case(root)
+    store.write_cache(source)
+    again = open_case(root)
+    assert again.images["ct"].meta["cache"]
+    for mask_id, mask in source.annotations.items():
+        kept, measured = again.annotations[mask_id].stats, mask_stats(mask.data)
+        assert kept == measured, mask_id  # to the last bit: the centroid too
+        assert [type(v) for v in kept.labels] == [type(v) for v in measured.labels]
+    assert stats_known(again)
+    before = again.images["ct"].reads.chunks
+    case_stats(again)
+    assert again.images["ct"].reads.chunks == before  # cache reads (CT and masks) share it

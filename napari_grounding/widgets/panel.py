@@ -18,6 +18,7 @@ from qtpy.QtGui import QKeySequence, QShortcut
 from qtpy.QtWidgets import QDockWidget, QLabel, QVBoxLayout, QWidget
 
 from ..layers import case_layers, grounding_meta
+from ..metrics import case_stats, stats_known
 from ..model import Case, GroundingError
 from ..review import ReviewLog, data_root, default_log_path, remembered_reviewer
 from ..session import Session
@@ -290,8 +291,8 @@ class GroundingPanel(QWidget):
         for problem in case.problems:
             show_warning(problem)
         self.filter_form.set_case(case)
-        if "stats" in case.cache:  # measured ahead
-            self.session.set_stats(case.key, case.cache["stats"])
+        if stats_known(case):  # measured ahead, or kept by the cache: no pixel is read
+            self.session.set_stats(case.key, case_stats(case))
         # background work starts once the layers are in, not while napari adds them: its
         # threads would take the GIL from the UI thread for the whole opening
         QTimer.singleShot(0, self._while_shown(lambda: self._start_background(case)))
@@ -342,10 +343,11 @@ class GroundingPanel(QWidget):
             return
         ct.data, ct.reads = cached.data, cached.reads
         ct.meta["cache"] = str(path)
-        for mask_id, data in masks.items():
+        for mask_id, cached_mask in masks.items():
             annotation = case.annotations.get(mask_id)
-            if annotation is not None and data.shape == annotation.data.shape:
-                annotation.data = data
+            if annotation is not None and cached_mask.data.shape == annotation.data.shape:
+                annotation.data = cached_mask.data
+                annotation.stats = annotation.stats or cached_mask.stats
         self.link.reload_data()
 
     def _select_first(self) -> None:
@@ -370,8 +372,8 @@ class GroundingPanel(QWidget):
         if meta and meta["case"] is not self.session.case:
             self.set_case(meta["case"])
             self.link.adopt(layer)
-        if meta and not self.session.selected:
-            self._select_first()
+        if meta and not self.session.selected and not self.link.adding:
+            self._select_first()  # (``show_case`` selects once its layers are in and framed)
         if meta:  # napari makes each added layer active: the picture takes the keys back
             QTimer.singleShot(0, self._while_shown(self.link.keep_picture_active))
 

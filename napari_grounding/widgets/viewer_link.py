@@ -117,6 +117,11 @@ class ViewerLink:
         if not self._adding:
             self.canvas.apply_to(layer, meta, self.display_state())
 
+    @property
+    def adding(self) -> bool:
+        """Whether the panel is adding a case's layers (inside ``adding_layers``)."""
+        return self._adding
+
     @contextlib.contextmanager
     def adding_layers(self) -> Iterator[None]:
         """For layers added hidden: shown together at the end, so each is sliced once, at the
