@@ -112,14 +112,17 @@ def _limited(threads: int) -> Any:
     import sys
 
     import dask
+    import dask.local
+    import dask.threaded
 
     if "numcodecs" in sys.modules:
         from numcodecs import blosc
 
         blosc.set_nthreads(threads)
+    # schedulers as functions: by name, each compute would look for (import) distributed first
     if threads <= 1:
-        return dask.config.set(scheduler="sync")
-    return dask.config.set(scheduler="threads", num_workers=threads)
+        return dask.config.set(scheduler=dask.local.get_sync)
+    return dask.config.set(scheduler=dask.threaded.get, num_workers=threads)
 
 
 def _case_task(job: Callable[..., Any], threads: int, path: str, images: str | None,

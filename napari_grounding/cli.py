@@ -233,9 +233,16 @@ def _view(args: argparse.Namespace) -> None:
     if args.other_log and not Path(args.other_log).is_file():
         raise GroundingError(f"--other-log {args.other_log}: no such review log")
     _warn(case)
+    import dask
+    import dask.threaded
     import napari
 
     from .widgets.launch import show_case
+
+    if dask.config.get("scheduler", None) is None:
+        # napari's slicing computes with dask's default scheduler, whose lookup imports
+        # distributed for a client (0.3-0.8 s on the first slice); this process has none
+        dask.config.set(scheduler=dask.threaded.get)
 
     viewer = napari.Viewer(title=f"napari-grounding: {case.dataset}/{case.id}")  # as opened
     show_case(viewer, case, item=args.item, dataset=dataset, log=args.log,

@@ -23,9 +23,14 @@ def compute_isolated(*collections: Any) -> tuple[Any, ...]:
     another thread that picked it up would race on the cache's bookkeeping (KeyError).
     """
     import dask
+    import dask.local
+    import dask.threaded
 
     own = dask.config.get("scheduler", None)
-    scheduler = "sync" if own in ("sync", "synchronous", "single-threaded") else "threads"
+    sync = own in ("sync", "synchronous", "single-threaded") or own is dask.local.get_sync
+    # the scheduler's function, not its name: a name makes dask import distributed (0.3-0.8 s)
+    # to look for a client first
+    scheduler = dask.local.get_sync if sync else dask.threaded.get
     return dask.compute(*collections, scheduler=scheduler, callbacks=())
 
 

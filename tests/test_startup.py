@@ -50,3 +50,15 @@ def test_reader_sniff_imports_no_heavy_library(tmp_path, sample_root, kind):
             f"assert can_read({str(path)!r}) == {kind != 'folder'}\n"
             f"napari_get_reader({str(path)!r})")
     assert _imported_after(code) == []
+
+
+def test_opening_a_case_and_measuring_it_imports_no_distributed(sample_root):
+    """dask looks for a distributed client (importing it: 0.3-0.8 s) on every compute given
+    a scheduler by name or none; ours, and the viewer's slicing, name none of that."""
+    code = (f"import numpy as np\nfrom napari_grounding.readers import open_case\n"
+            f"from napari_grounding.metrics import case_stats\n"
+            f"from napari_grounding.batch import _limited\n"
+            f"case = open_case({str(sample_root)!r})\ncase_stats(case)\n"
+            f"with _limited(1):\n    np.asarray(case.images['ct'].data[3])\n"
+            f"with _limited(2):\n    np.asarray(case.images['ct'].data[4])")
+    assert "distributed" not in _imported_after(code)

@@ -226,7 +226,10 @@ class GroundingPanel(QWidget):
             with self.link.adding_layers():
                 for data, kwargs, layer_type in case_layers(case):
                     getattr(self.viewer, f"add_{layer_type}")(data, **kwargs, visible=False)
-            self.link.fit_all()
+                # framed and moved to the first item while hidden: each layer is then sliced
+                # once, where the user first sees it
+                self.link.fit_all()
+                self._select_first()
         self.link.keep_picture_active()
         self._select_first()
 

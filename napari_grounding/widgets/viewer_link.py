@@ -99,7 +99,7 @@ class ViewerLink:
                             s.errors_shown and bool(s.selected))
 
     def apply_display(self) -> None:
-        if self.canvas is not None:
+        if self.canvas is not None and not self._adding:  # (applied once they are all in)
             self.canvas.apply_display(self.display_state())
 
     def adopt(self, layer: Any) -> None:
