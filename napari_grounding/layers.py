@@ -15,6 +15,8 @@ from .model import Annotation, BoxAnnotation, Case, ContourAnnotation, Image, Ma
 from .windows import takes_ct_windows
 
 META_KEY = "napari_grounding"
+# planes larger than this (pixels) are shown from the pyramid, level by zoom
+PYRAMID_ABOVE_PIXELS = 2048 * 2048
 LayerData = tuple[Any, dict[str, Any], str]
 def drawable(case: Case) -> list[Annotation]:
     """Annotations whose image is present, in case order."""
@@ -51,16 +53,35 @@ def image_name(image: Image) -> str:
     return short_name(image.id)
 
 
+def mask_display(image: Image, mask: MaskAnnotation) -> Any:
+    """A mask as the viewer shows it: display order, straight from the cache when there."""
+    if mask.display_data is not None:
+        return mask.display_data
+    return image.orientation.to_display(mask.data)
+
+
+def shows_pyramid(image: Image) -> bool:
+    """Whether the image is shown as napari multiscale: only when a plane of it is too large
+    to slice whole at once. A CT's 512 x 512 plane is not: there a pyramid only re-slices the
+    CT a second time whenever the zoom changes its level (each selection)."""
+    shape = image.data.shape[-3:]
+    planes = [a * b for i, a in enumerate(shape) for b in shape[i + 1:]]
+    return bool(image.pyramid) and max(planes, default=0) > PYRAMID_ABOVE_PIXELS
+
+
 def image_layer(case: Case, image: Image) -> LayerData:
+    multiscale = shows_pyramid(image)
     kwargs = {
         "name": image_name(image),
         "contrast_limits": image.contrast_limits,
         "colormap": "gray",
-        "multiscale": bool(image.pyramid),
+        "multiscale": multiscale,
         "metadata": _meta(case, "image", image=image.id),
         **_geometry(image),
     }
-    return (image.pyramid or image.data), kwargs, "image"
+    if multiscale:
+        return image.display_levels or image.pyramid, kwargs, "image"
+    return (image.display_levels or [image.data])[0], kwargs, "image"
 
 
 def _layer_name(case: Case, annotation: Annotation) -> str:
@@ -80,7 +101,7 @@ def mask_layer(case: Case, mask: MaskAnnotation, slot: int) -> LayerData:
         "metadata": _meta(case, "annotation", annotation=mask.id, image=mask.image),
         **_geometry(image),
     }
-    return image.orientation.to_display(mask.data), kwargs, "labels"
+    return mask_display(image, mask), kwargs, "labels"
 
 
 def contour_layer(case: Case, contour: ContourAnnotation, slot: int) -> LayerData:

@@ -87,8 +87,8 @@ class ReadCounter:
     chunks: int = 0
     bytes: int = 0
 
-    def add(self, nbytes: int) -> None:
-        self.chunks += 1
+    def add(self, nbytes: int, chunks: int = 1) -> None:
+        self.chunks += chunks
         self.bytes += int(nbytes)
 
 
@@ -117,6 +117,9 @@ class Image:
     # ``slabs(start, stop)``: the source array's indices start:stop along ``slabs.axis``, read in
     # one call (the cache writer reads forward with it; ``data``'s display flip reads backward)
     slabs: Any = None
+    # the cache's arrays in display order, level 0 first, when read from it: the viewer slices
+    # these directly (a dask graph per slice costs 3-5x the read)
+    display_levels: list[Any] = field(default_factory=list)
 
     @property
     def label(self) -> str:
@@ -180,6 +183,7 @@ class MaskAnnotation(Annotation):
     source: str = ""  # the file it is read from, when it has one
     stats: Any = None  # its MaskStats when the reader knows them without a pass over the pixels
     slabs: Any = None  # as ``Image.slabs``, over ``data``: channels of one file share a read
+    display_data: Any = None  # as ``Image.display_levels``: the cache's array, display order
 
 
 @dataclass(kw_only=True)

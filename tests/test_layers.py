@@ -31,3 +31,23 @@ def test_colours_differ_between_findings_and_instances():
     assert len(colours) == 39
     cmap = label_colormap(0)
     assert cmap[0][3] == 0 and cmap[1] != cmap[2]
+
+
+def test_a_ct_is_shown_single_scale_unless_its_planes_are_large(tmp_path, monkeypatch):
+    """A 512 x 512 plane slices whole in one go: the pyramid would only make napari slice the
+    CT again at each zoom change. A plane larger than the threshold is shown from the pyramid."""
+    from napari_grounding import layers, store
+    from napari_grounding.sample import make_phantom, write_sample
+
+    monkeypatch.setenv(store.CACHE_ENV, str(tmp_path / "cache"))
+    root = write_sample(tmp_path / "big", make_phantom((300, 280, 40), (1.0, 1.0, 5.0)))
+    store.write_cache(open_case(root))
+    ct = open_case(root).images["ct"]
+    assert len(ct.pyramid) == 3
+    data, kwargs, _ = layers.image_layer(open_case(root), ct)
+    assert kwargs["multiscale"] is False and data is ct.display_levels[0]
+    monkeypatch.setattr(layers, "PYRAMID_ABOVE_PIXELS", 280 * 300 - 1)
+    data, kwargs, _ = layers.image_layer(open_case(root), ct)
+    assert kwargs["multiscale"] is True and data is ct.display_levels
+    assert [d.shape for d in data] == [
+        (40, 280, 300), (20, 140, 150), (10, 70, 75)]

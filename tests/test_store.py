@@ -185,3 +185,27 @@ def test_the_cache_keeps_each_mask_s_statistics(tmp_path, cache, shape):
     before = again.images["ct"].reads.chunks
     case_stats(again)
     assert again.images["ct"].reads.chunks == before  # cache reads (CT and masks) share it
+
+
+def test_the_viewer_s_direct_arrays_show_what_the_dask_arrays_hold(tmp_path, cache):
+    """The stored arrays the viewer slices directly are the display-ordered CT and masks, and
+    they count the chunks each slice reaches, as the dask path does."""
+    root = write_sample(tmp_path / "big", make_phantom((300, 280, 40), (1.0, 1.0, 2.0)))
+    store.write_cache(open_case(root))
+    case = open_case(root)
+    ct = case.images["ct"]
+    assert [d.shape for d in ct.display_levels] == [p.shape for p in ct.pyramid]
+    direct = ct.display_levels[0]
+    before = ct.reads.chunks
+    np.testing.assert_array_equal(direct[17], ct.data[17].compute())
+    assert ct.reads.chunks - before == 2 * (3 * 3)  # one band of 3 x 3 chunks, each way
+    before = ct.reads.chunks
+    np.testing.assert_array_equal(direct[:, 5, ::-1], ct.data[:, 5, ::-1].compute())
+    assert ct.reads.chunks - before == 2 * (2 * 3)  # 40 slices: 2 chunks deep, 3 across
+    for mask in case.annotations.values():
+        shown = ct.orientation.to_display(mask.data).compute()
+        np.testing.assert_array_equal(mask.display_data[...], shown)
+    whole = direct[...]
+    for key in [(slice(30, 2, -3), 7), (slice(None, None, -1), slice(5, 2, -1), slice(None, 9)),
+                (Ellipsis, slice(-1, None, -2)), (slice(3, 3),), (4, slice(10, 0, -1), -1)]:
+        np.testing.assert_array_equal(direct[key], whole[key], err_msg=str(key))

@@ -173,7 +173,8 @@ class ChestCTDataset:
         wanted = [f"mask/{i}" for i in range(len(record.findings))]
         if cached_masks and all(m in cached_masks for m in wanted):
             masks = [MaskAnnotation(id=m, image="ct", data=cached_masks[m].data,
-                                    stats=cached_masks[m].stats, source=str(path))
+                                    stats=cached_masks[m].stats,
+                                    display_data=cached_masks[m].display, source=str(path))
                      for m in wanted]
         elif not path.is_file():
             case.problems.append(f"{path}: mask file not found; findings shown without masks")

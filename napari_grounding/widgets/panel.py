@@ -344,12 +344,12 @@ class GroundingPanel(QWidget):
         ct = case.images["ct"]
         if cached.data.shape != ct.data.shape or cached.data.dtype != ct.data.dtype:
             return
-        ct.data, ct.reads = cached.data, cached.reads
+        ct.data, ct.reads, ct.display_levels = cached.data, cached.reads, cached.display_levels
         ct.meta["cache"] = str(path)
         for mask_id, cached_mask in masks.items():
             annotation = case.annotations.get(mask_id)
             if annotation is not None and cached_mask.data.shape == annotation.data.shape:
-                annotation.data = cached_mask.data
+                annotation.data, annotation.display_data = cached_mask.data, cached_mask.display
                 annotation.stats = annotation.stats or cached_mask.stats
         self.link.reload_data()
 

@@ -10,7 +10,7 @@ import contextlib
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from ..layers import META_KEY, case_layers, grounding_meta
+from ..layers import META_KEY, case_layers, grounding_meta, mask_display
 from ..model import Case
 from ..navigation import item_target
 from ..session import Session
@@ -165,10 +165,11 @@ class ViewerLink:
         case = self.session.case
         for layer, meta in self.canvas.layers():
             if meta["role"] == "image" and not layer.multiscale:
-                layer.data = case.images[meta["image"]].data
+                image = case.images[meta["image"]]
+                layer.data = (image.display_levels or [image.data])[0]
             elif meta["role"] == "annotation" and layer._type_string == "labels":
                 mask = case.annotations[meta["annotation"]]
-                layer.data = case.images[mask.image].orientation.to_display(mask.data)
+                layer.data = mask_display(case.images[mask.image], mask)
 
     def _on_inserted(self, event: Any) -> None:
         self.adopt(event.value)

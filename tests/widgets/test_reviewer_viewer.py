@@ -409,7 +409,8 @@ def test_open_layers_switch_to_the_cache_once_written(make_napari_viewer, qtbot,
     source_mask = panel.case.annotations["mask/1"].data
     qtbot.waitUntil(lambda: "cache" in panel.case.images["ct"].meta, timeout=30000)
     ct_layer = viewer.layers["CT"]
-    assert ct_layer.data is panel.case.images["ct"].data is not source_ct
+    assert ct_layer.data is panel.case.images["ct"].display_levels[0]  # the stored array
+    assert panel.case.images["ct"].data is not source_ct
     reads = panel.case.images["ct"].reads
     start = reads.chunks
     viewer.dims.set_current_step(0, 55)  # a slice in a cache chunk not read yet
