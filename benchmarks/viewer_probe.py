@@ -120,13 +120,13 @@ class Counts:
         original = ReadCounter.add
         main = threading.main_thread()
 
-        def add(counter, nbytes):
-            original(counter, nbytes)
+        def add(counter, nbytes, chunks=1):
+            original(counter, nbytes, chunks)
             thread = threading.current_thread()
             pool = getattr(dask.threaded, "default_pool", None)
             ui = thread is main or (pool is not None and thread in getattr(pool, "_threads", ()))
             with counts._lock:
-                counts.reads["ui_chunks" if ui else "bg_chunks"] += 1
+                counts.reads["ui_chunks" if ui else "bg_chunks"] += chunks
                 counts.reads["ui_bytes" if ui else "bg_bytes"] += int(nbytes)
 
         ReadCounter.add = add

@@ -29,6 +29,7 @@ import numpy as np
 from . import cache_folders as folders
 from .metrics import MaskStats, block_profiles, combine_profiles, compute_isolated
 from .model import Case, Image, MaskAnnotation, Orientation, ReadCounter
+from .stored_array import StoredArray
 from .windows import CT_DEFAULT_WINDOW, window_limits
 
 if TYPE_CHECKING:  # zarr, ome-zarr and dask.array are imported where used: start-up stays fast
@@ -437,85 +438,15 @@ def _label_name(annotation_id: str) -> str:
     return annotation_id.replace("/", "_")
 
 
-class _Counted:
-    """A zarr array that counts the chunks read from it (by dask, or by napari slicing it
-    directly), and holds the version's shared lock while it lives."""
-
-    def __init__(self, array: zarr.Array, counter: ReadCounter, lock: folders.Hold):
-        self.array, self.counter = array, counter
-        self.lock = lock  # the version stays locked (undeletable) while an array reads it
-        self.shape, self.dtype, self.ndim = array.shape, array.dtype, array.ndim
-        self.chunks = array.chunks
-
-    @property
-    def size(self) -> int:
-        return math.prod(self.shape)
-
-    def __len__(self) -> int:
-        return self.shape[0]
-
-    def __getitem__(self, key: Any) -> np.ndarray:
-        key = _full_key(key, self.ndim)
-        forward, backward = _forwards(key, self.shape)  # zarr reads forward slices only
-        block = np.asarray(self.array[forward])[backward]
-        self.counter.add(block.nbytes, _chunks_under(forward, self.shape, self.chunks))
-        return block
-
-    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
-        whole = self[...]
-        return whole if dtype is None else whole.astype(dtype)
-
-
-def _full_key(key: Any, ndim: int) -> tuple[Any, ...]:
-    """An index as one entry per axis (an Ellipsis and missing trailing axes as ``:``)."""
-    key = key if isinstance(key, tuple) else (key,)
-    if Ellipsis in key:
-        at = key.index(Ellipsis)
-        key = key[:at] + (slice(None),) * (ndim - len(key) + 1) + key[at + 1:]
-    return key + (slice(None),) * (ndim - len(key))
-
-
-def _forwards(key: tuple[Any, ...], shape: tuple[int, ...]) -> tuple[tuple[Any, ...], Any]:
-    """An index with its backward slices read forwards, and what then turns those around."""
-    forward, backward = [], []
-    for index, n in zip(key, shape, strict=False):
-        if isinstance(index, slice) and (index.step or 1) < 0:
-            start, stop, step = index.indices(n)
-            count = len(range(start, stop, step))
-            low = start + (count - 1) * step
-            forward.append(slice(low, start + 1) if count else slice(0, 0))
-            backward.append(slice(None, None, step))
-        else:
-            forward.append(index)
-            if not isinstance(index, (int, np.integer)):
-                backward.append(slice(None))
-    return tuple(forward), tuple(backward)
-
-
-def _chunks_under(key: tuple[Any, ...], shape: tuple[int, ...], chunks: tuple[int, ...]) -> int:
-    """How many stored chunks a forward index of ints and slices reaches (1 for others)."""
-    total = 1
-    for index, n, step in zip(key, shape, chunks, strict=False):
-        if isinstance(index, (int, np.integer)):
-            continue
-        if not isinstance(index, slice):
-            return 1
-        start, stop, _ = index.indices(n)
-        if stop <= start:
-            return 0
-        total *= (stop - 1) // step - start // step + 1
-    return total
-
-
 def _levels(group: zarr.Group, counter: ReadCounter, lock: folders.Hold
-            ) -> tuple[list[da.Array], list[_Counted]]:
+            ) -> tuple[list[da.Array], list[StoredArray]]:
     """Each level of a multiscale group: as a dask array, and as the counted zarr array."""
     import dask.array as da
 
     datasets = group.attrs["ome"]["multiscales"][0]["datasets"]
     lazy, direct = [], []
     for dataset in datasets:
-        array = _Counted(group[dataset["path"]], counter, lock)
+        array = StoredArray(group[dataset["path"]], counter, lock)
         direct.append(array)
         lazy.append(da.from_array(array, chunks=array.chunks, asarray=False,
                                   meta=np.empty((0,) * array.ndim, array.dtype),
