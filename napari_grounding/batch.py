@@ -13,6 +13,7 @@ import csv
 import html
 import math
 import os
+import sys
 from collections.abc import Callable, Sequence
 from functools import lru_cache, partial
 from pathlib import Path
@@ -109,8 +110,6 @@ def _limited(threads: int) -> Any:
     """Nested work of one task on ``threads`` threads (1: the task's own thread): dask's
     computes (ours or a library's; on a cluster worker they would otherwise go back to the
     cluster and ship open file readers) and blosc's encoder threads when it is loaded."""
-    import sys
-
     import dask
     import dask.local
     import dask.threaded
@@ -175,14 +174,41 @@ def run(job: Callable[..., Any], path: str, images: str | None, case_ids: Sequen
     if scheduler:
         parts = _on_cluster(scheduler, tasks, progress)
     else:
-        import dask
-
-        # several local workers are processes: decompression and encoding hold the GIL
-        local = "processes" if workers and workers > 1 else "threads"
         with progress.dask_callback(sizes):
-            parts = dask.compute(*tasks, scheduler=local, num_workers=workers)
+            parts = _compute_locally(tasks, workers)
     progress.finish()
     return [result for part in parts for result in part]
+
+
+def _compute_locally(tasks: list[Any], workers: int | None) -> tuple[Any, ...]:
+    """Several local workers are processes (decompression and encoding hold the GIL), else
+    threads. The scheduler is given as its function: by name, dask would import distributed
+    (0.5 s) to look for a client first."""
+    import dask
+
+    if workers and workers > 1:
+        import dask.multiprocessing
+
+        # one task at a time to each process: dask's default hands out 6, so 4 cases went to
+        # one process while the other sat idle
+        with dask.config.set({"multiprocessing.context": start_method()}):
+            return dask.compute(*tasks, scheduler=dask.multiprocessing.get, num_workers=workers,
+                                chunksize=1)
+    import dask.threaded
+
+    return dask.compute(*tasks, scheduler=dask.threaded.get, num_workers=workers)
+
+
+def start_method() -> str:
+    """How local worker processes start: forked on Linux while this process runs no other
+    Python thread (they start in milliseconds, with the modules and the dataset already open,
+    where a spawned one imports for a second or two); else spawned, dask's default, which is
+    safe beside threads and on every system."""
+    import threading
+
+    if sys.platform.startswith("linux") and threading.active_count() == 1:
+        return "fork"
+    return "spawn"
 
 
 def _on_cluster(address: str, tasks: list[Any], progress: Progress) -> list[Any]:

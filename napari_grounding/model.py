@@ -185,6 +185,11 @@ class MaskAnnotation(Annotation):
     slabs: Any = None  # as ``Image.slabs``, over ``data``: channels of one file share a read
     display_data: Any = None  # as ``Image.display_levels``: the cache's array, display order
 
+    def pixels(self) -> Any:
+        """The mask as scores read it: the dask array, or numpy where the reader can decode
+        it whole without dask (a CSV row's runs)."""
+        return self.data
+
 
 @dataclass(kw_only=True)
 class ContourAnnotation(Annotation):

@@ -155,3 +155,53 @@ def test_a_job_ends_with_its_summary_line(tmp_path, capsys):
     err = capsys.readouterr().err.splitlines()
     assert err[-1].startswith(f"napari-grounding: {ROWS} cases in ")
     assert err[-1].endswith(f"{ROWS} done, 0 failed, 0 skipped")
+
+
+def test_local_processes_are_forked_only_from_a_single_thread():
+    import threading
+
+    stop = threading.Event()
+    other = threading.Thread(target=stop.wait)
+    other.start()
+    try:
+        assert batch.start_method() == "spawn"  # fork beside a running thread may deadlock
+    finally:
+        stop.set()
+        other.join()
+
+
+def test_forked_workers_give_the_results_of_one(tmp_path, sample_root):
+    """In a fresh process (pytest runs threads of its own, so it would spawn): two forked
+    workers, then one, on a CSV's rows (qc, evaluate) and on CT cases (convert)."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    data, pred = chexmask_csv(tmp_path), chexmask_csv(tmp_path / "pred", shift=6.0)
+    code = f"""
+import json, sys
+from napari_grounding import batch
+from napari_grounding.evaluate import evaluate_case
+jobs = (({str(data)!r}, batch.qc_one, ()),
+        ({str(data)!r}, evaluate_case, ({str(pred)!r}, "model", None)),
+        ({str(sample_root)!r}, batch.convert_case, ({str(tmp_path / "out")!r},)))
+runs = {{}}
+for workers in (2, 1):  # the forked runs first: one worker leaves dask's thread pool behind
+    for number, (path, job, extra) in enumerate(jobs):
+        assert workers == 1 or batch.start_method() == "fork"
+        ids = batch._dataset(path, None).case_ids()
+        done = batch.run(job, path, None, ids, *extra, workers=workers)
+        runs.setdefault(number, []).append(json.dumps(done, sort_keys=True, default=str))
+print(json.dumps(list(runs.values())))
+"""
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root,
+                          env={**os.environ, "PYTHONPATH": str(root)}, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    runs = json.loads(done.stdout.splitlines()[-1])
+    for two, one in runs[:2]:
+        assert two == one and len(json.loads(two)) == len(open_dataset(data).case_ids())
+    written, current = (json.loads(r) for r in runs[2])
+    assert [r["result"] for r in written] == ["written"] and [r["result"] for r in current] == ["current"]

@@ -14,6 +14,7 @@ from napari_grounding.scores import (
     box_scores,
     error_labels,
     greedy_matches,
+    instance_pairs,
     instance_scores,
     mask_scores,
     worst_first,
@@ -156,3 +157,21 @@ def test_worst_first():
               "c": ItemScore("c", "mask", missing=True),
               "d": box_scores("d", [box((0, 0, 10, 10))], [box((0, 0, 10, 10), set_name="p")])}  # F1 1
     assert worst_first(scores) == ["c", "b", "a", "d"]
+
+
+@pytest.mark.parametrize("labels", [(1, 2, 3), (-7, 5, 40_000), (1, 2**40, 3)])
+def test_instance_pairs_count_every_overlap_of_any_label_values(labels):
+    """Dice of each overlapping (gt label, component) pair, counted pixel by pixel, for small,
+    negative and huge label values (a table for the first two, a sort for the last)."""
+    rng = np.random.default_rng(3)
+    gt = rng.choice(np.array([0, *labels], dtype=np.int64), size=(40, 50))
+    labelled = rng.integers(0, 6, size=(40, 50))
+    gt_sizes = {int(v): int(np.sum(gt == v)) for v in labels}
+    pred_sizes = np.bincount(labelled.ravel())
+    expected = {}
+    for g in labels:
+        for c in range(1, 6):
+            n = int(np.sum((gt == g) & (labelled == c)))
+            if n:
+                expected[(g, c)] = 2.0 * n / (gt_sizes[g] + pred_sizes[c])
+    assert instance_pairs(gt, labelled, gt_sizes) == pytest.approx(expected)

@@ -62,3 +62,14 @@ def test_opening_a_case_and_measuring_it_imports_no_distributed(sample_root):
             f"with _limited(1):\n    np.asarray(case.images['ct'].data[3])\n"
             f"with _limited(2):\n    np.asarray(case.images['ct'].data[4])")
     assert "distributed" not in _imported_after(code)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_local_job_imports_no_distributed(tmp_path, workers):
+    """A job on local threads or processes pays no import of distributed."""
+    path = write_chexmask_sample(tmp_path / "cxr")
+    code = (f"from napari_grounding import batch\n"
+            f"ids = batch._dataset({str(path)!r}, None).case_ids()\n"
+            f"assert len(batch.run(batch.qc_one, {str(path)!r}, None, ids, workers={workers}))"
+            f" == len(ids)")
+    assert "distributed" not in _imported_after(code)

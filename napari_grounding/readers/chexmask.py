@@ -13,6 +13,7 @@ import csv
 import gzip
 import hashlib
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -257,9 +258,9 @@ class CheXmaskDataset:
                 continue
             # statistics from the runs, pixels when asked: qc of a large CSV decodes no mask
             stats = run_stats(shape, run_moments(starts, ends, shape))
-            out.append(MaskAnnotation(id=f"mask/{structure}{suffix}", image="image", set=set_name,
-                                      data=_lazy_mask(row[column], starts, ends, shape),
-                                      stats=stats, base=f"mask/{structure}" if suffix else ""))
+            out.append(RunsMask(id=f"mask/{structure}{suffix}", image="image", set=set_name,
+                                runs=(starts, ends, shape), cell=row[column], stats=stats,
+                                base=f"mask/{structure}" if suffix else ""))
         if "Landmarks" in row:
             try:
                 contours = split_landmarks(parse_landmarks(row["Landmarks"]))
@@ -280,6 +281,30 @@ class CheXmaskDataset:
         where = f"{self.compare.path.name}: row {number} ({case_id})"
         theirs = self._annotations(row, shape, where, self.compare_name, "@compare", case)
         case.add_set(self.compare_name, theirs)  # linked to the structures; scores.py compares
+
+
+@dataclass(kw_only=True)
+class RunsMask(MaskAnnotation):
+    """A mask held as its RLE runs: decoded when read, its dask array built when first asked
+    for (qc and scoring of a large CSV build none: building one costs more than the decoding)."""
+
+    runs: tuple[np.ndarray, np.ndarray, tuple[int, int]] = field(default=None, repr=False)
+    cell: str = field(default="", repr=False)  # the RLE text: equal cells are one dask array
+    _array: Any = field(default=None, init=False, repr=False)
+
+    @property  # type: ignore[override]
+    def data(self) -> Any:
+        if self._array is None and self.runs is not None:
+            self._array = _lazy_mask(self.cell, *self.runs)
+        return self._array
+
+    @data.setter
+    def data(self, value: Any) -> None:  # the dataclass's __init__ sets it (to None)
+        if value is not None:
+            self._array = value
+
+    def pixels(self) -> np.ndarray:
+        return runs_to_mask(*self.runs)
 
 
 def _lazy_mask(text: str, starts: np.ndarray, ends: np.ndarray, shape: tuple[int, int]) -> Any:

@@ -142,16 +142,19 @@ class CaseCanvas:
         with context around it."""
         dims = self.viewer.dims
         offset = dims.ndim - target.centre.size
+        order = tuple(dims.order)
         if target.centre.size == 3 and offset == 0 and dims.ndisplay == 2:
             order = PLANE_ORDERS[best_plane(target, plane)]
-            if tuple(dims.order) != order:
-                dims.order = order
-        sliced = [a + offset for a in range(target.centre.size) if a + offset not in dims.displayed]
-        if sliced:
-            # one event, on whole steps: a point between steps makes napari's slider snap it and
-            # set it again, slicing every layer twice
-            steps = [_step(dims.range[a], float(target.centre[a - offset])) for a in sliced]
-            dims.set_current_step(sliced, steps)
+        displayed = order[-dims.ndisplay:]
+        sliced = [a + offset for a in range(target.centre.size) if a + offset not in displayed]
+        # one event, on whole steps: a point between steps makes napari's slider snap it and set
+        # it again, slicing every layer twice
+        steps = [_step(dims.range[a], float(target.centre[a - offset])) for a in sliced]
+        if order == tuple(dims.order):
+            if sliced:
+                dims.set_current_step(sliced, steps)
+        else:
+            _move_to_plane(dims, sliced, steps, order)
         self.frame_on(target)
 
     def frame_on(self, target: Target) -> None:
@@ -220,6 +223,18 @@ class CaseCanvas:
         image = self.case.images[annotation.image]
         source = image.orientation.index_to_source(display_index)
         return bool(np.all(source >= stats.bbox[0]) and np.all(source <= stats.bbox[1]))
+
+
+def _move_to_plane(dims: Any, axes: list[int], steps: list[int], order: tuple[int, ...]) -> None:
+    """A new plane and its slice with one slicing of each layer: the steps set silently, the
+    order change slices at them, then the steps announced (to the sliders): napari re-slices a
+    layer only when its slice changed, so the announcement slices nothing again."""
+    current_step, point = dims.events.current_step, dims.events.point
+    with current_step.blocker(), point.blocker():
+        dims.set_current_step(axes, steps)
+    dims.order = order
+    current_step(value=tuple(dims.current_step))
+    point(value=tuple(dims.point))
 
 
 def _step(axis_range: Any, value: float) -> int:

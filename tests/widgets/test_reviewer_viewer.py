@@ -17,6 +17,7 @@ from qtpy.QtCore import Qt
 
 from napari_grounding.layers import grounding_meta
 from napari_grounding.model import Case
+from napari_grounding.navigation import item_target
 from napari_grounding.readers import open_dataset
 from napari_grounding.sample import CASE, ctrate_volume_path, make_phantom, write_sample
 from napari_grounding.widgets.canvas import viewer_camera
@@ -333,8 +334,15 @@ def test_an_elongated_finding_is_shown_in_the_plane_of_its_length(make_napari_vi
     assert panel.selected_ids == ["finding/0"]
     assert tuple(viewer.dims.order) in ((1, 0, 2), (2, 0, 1))  # coronal or sagittal
     assert panel.session.plane is None  # our choice, not the user's
+    slices = count_slices(monkeypatch)
     press(viewer, Qt.Key.Key_Down)  # the effusion: wide, not long
     assert tuple(viewer.dims.order) == (0, 1, 2)
+    # the plane and the slice change together: each layer sliced once, at the effusion
+    assert set(slices) == {la.name for la in viewer.layers} and set(slices.values()) == {1}, slices
+    effusion = item_target(panel.case, panel.case.item("finding/1"), panel.stats)
+    assert abs(viewer.dims.point[0] - effusion.centre[0]) <= viewer.dims.range[0].step  # its centre
+    slider = viewer.window._qt_viewer.dims.slider_widgets[0].slider
+    assert slider.value() == viewer.dims.current_step[0]  # the slider says where the slice is
     viewer.dims.order = (2, 0, 1)  # the reviewer picks sagittal: it sticks
     assert panel.session.plane == "sagittal"
     press(viewer, Qt.Key.Key_Up)
