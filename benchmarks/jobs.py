@@ -1,8 +1,8 @@
 """Dataset jobs against their floors, in one run: start-up, streaming a CheXmask CSV, scaling
 with workers, and convert beside load + reorder + pyramid write of the same volume.
 
-    python benchmarks/jobs.py [--workdir DIR] [--csv-mb 100] [--workers 2] [--scheduler ADDR]
-                              [--convert-cases 4]
+    python benchmarks/jobs.py [--workdir DIR] [--csv-mb 1024] [--workers 2] [--scheduler ADDR]
+                              [--convert-cases 8] [--evaluate-rows 400]
 
 Prints markdown rows (measure | result | baseline | target / ratio); ``benchmarks/run.py``
 includes them in its table.
@@ -213,7 +213,7 @@ def main(argv: list[str] | None = None) -> list[Row]:
     parser.add_argument("--csv-mb", type=float, default=1024.0, help="size of the streamed CSV")
     parser.add_argument("--workers", type=int, default=2, help="local processes to compare with 1")
     parser.add_argument("--scheduler", help="a dask.distributed scheduler to compare with 1 worker")
-    parser.add_argument("--convert-cases", type=int, default=4)
+    parser.add_argument("--convert-cases", type=int, default=8)
     parser.add_argument("--evaluate-rows", type=int, default=400)
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:

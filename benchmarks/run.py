@@ -1,7 +1,7 @@
 """Benchmarks against baselines measured in the same run; prints a markdown table.
 
     python benchmarks/run.py [--workdir DIR] [--csv-gb 1.0] [--workers 2] [--scheduler ADDR]
-                             [--stream-mb 100] [--convert-cases 4]
+                             [--stream-mb 1024] [--convert-cases 8]
 
 Data is generated: a 512 x 512 x 300 int16 CT as .nii.gz (the phantom, upsampled) with its
 masks, and a CheXmask-form CSV of real rows under new IDs. Memory is measured in fresh
@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import os
 import platform
 import shutil
@@ -33,7 +32,6 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
 from napari_grounding import store  # noqa: E402
-from napari_grounding.batch import convert_case, run  # noqa: E402
 from napari_grounding.readers import open_case  # noqa: E402
 from napari_grounding.readers.csv_rows import CsvRows  # noqa: E402
 from napari_grounding.readers.rle import rle_decode  # noqa: E402
@@ -198,36 +196,15 @@ def _loop_decode(rle: str, shape: tuple[int, int]) -> np.ndarray:
     return mask.reshape(shape)
 
 
-def bench_convert(folder: Path) -> None:
-    small = make_phantom((256, 256, 150), (1.4, 1.4, 2.0))
-    root = write_sample(folder, small)
-    data = json.loads((root / "dataset.json").read_text())
-    for n in range(2, 7):
-        name = f"train_{n}_a_1"
-        target = ctrate_volume_path(root, name)
-        target.parent.mkdir(parents=True)
-        shutil.copy(ctrate_volume_path(root, CASE), target)
-        shutil.copy(root / "segmentations" / f"{CASE}.nii.gz", root / "segmentations" / f"{name}.nii.gz")
-        data["train"].append({**data["train"][0], "name": f"{name}.nii.gz"})
-    (root / "dataset.json").write_text(json.dumps(data))
-    ids = [r["name"][:-7] for r in data["train"]]
-    for workers in (1, 2):
-        out = folder / f"out{workers}"
-        seconds = timed(lambda o=out, w=workers: run(convert_case, str(root), None, ids, str(o),
-                                                     workers=w))
-        ROWS.append((f"convert: {len(ids)} CTs of 256 x 256 x 150 with masks, {workers} worker(s)",
-                     f"{len(ids) / seconds:.2f} cases/s", "", ""))
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workdir", type=Path, help="where to generate data (default: a temp dir)")
     parser.add_argument("--csv-gb", type=float, default=1.0)
     parser.add_argument("--workers", type=int, default=2, help="jobs: local processes vs 1")
     parser.add_argument("--scheduler", help="jobs: a dask.distributed scheduler vs 1 worker")
-    parser.add_argument("--stream-mb", type=float, default=100.0,
+    parser.add_argument("--stream-mb", type=float, default=1024.0,
                         help="size of the CheXmask CSV streamed by qc")
-    parser.add_argument("--convert-cases", type=int, default=4)
+    parser.add_argument("--convert-cases", type=int, default=8)
     args = parser.parse_args()
     shared = HERE.parent.parent / "shared" / "data"
     with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
@@ -239,7 +216,6 @@ def main() -> None:
         bench_ct(root)
         bench_memory(root)
         bench_chexmask(folder, args.csv_gb, shared if shared.is_dir() else None)
-        bench_convert(folder / "convert")
         import jobs  # start-up, streaming, scaling and convert against their floors
 
         ROWS.extend(jobs.main(["--workdir", str(folder), "--csv-mb", str(args.stream_mb),
