@@ -119,7 +119,7 @@ def bench_scaling(folder: Path, csv_path: Path, workers: int, scheduler: str | N
     many = ["--scheduler", scheduler] if scheduler else ["--workers", str(workers)]
     label = f"cluster at {scheduler}" if scheduler else f"{workers} local processes"
     rows = sum(1 for _ in csv_path.open("rb")) - 1
-    gt = write_chexmask_rows(folder / "eval" / "MIMIC-CXR-JPG.csv", evaluate_rows)
+    gt = write_chexmask_rows(folder / "eval" / CSV_NAME, evaluate_rows)
     pred = write_chexmask_rows(folder / "eval-pred" / "pred.csv", evaluate_rows, shift=6.0)
     root = ctdata.ensure_dataset(folder / "ctbench")
     cases = list(ctdata.CASES[:convert_cases])

@@ -290,7 +290,6 @@ class RunsMask(MaskAnnotation):
 
     runs: tuple[np.ndarray, np.ndarray, tuple[int, int]] = field(default=None, repr=False)
     cell: str = field(default="", repr=False)  # the RLE text: equal cells are one dask array
-    _array: Any = field(default=None, init=False, repr=False)
 
     @property  # type: ignore[override]
     def data(self) -> Any:
@@ -299,9 +298,8 @@ class RunsMask(MaskAnnotation):
         return self._array
 
     @data.setter
-    def data(self, value: Any) -> None:  # the dataclass's __init__ sets it (to None)
-        if value is not None:
-            self._array = value
+    def data(self, value: Any) -> None:  # the dataclass's __init__ sets it (None: built lazily)
+        self._array = value
 
     def pixels(self) -> np.ndarray:
         return runs_to_mask(*self.runs)
