@@ -109,19 +109,29 @@ def snapshot_case(path: str, images: str | None, case_id: str, out: str,
 def _limited(threads: int) -> Any:
     """Nested work of one task on ``threads`` threads (1: the task's own thread): dask's
     computes (ours or a library's; on a cluster worker they would otherwise go back to the
-    cluster and ship open file readers) and blosc's encoder threads when it is loaded."""
+    cluster and ship open file readers), zarr's encoder pool (made once per process, so the
+    first task's share holds: a job's tasks all have the same) and blosc's threads."""
     import dask
     import dask.local
     import dask.threaded
+
+    from . import write_behind
 
     if "numcodecs" in sys.modules:
         from numcodecs import blosc
 
         blosc.set_nthreads(threads)
+    if "zarr" in sys.modules:
+        import zarr
+
+        zarr.config.set({"threading.max_workers": threads})
+    else:  # read by zarr's config when it is imported
+        os.environ["ZARR_THREADING__MAX_WORKERS"] = str(threads)
     # schedulers as functions: by name, each compute would look for (import) distributed first
+    share = {write_behind.THREADS_KEY: threads}  # the cache writer's reads and writes overlap
     if threads <= 1:
-        return dask.config.set(scheduler=dask.local.get_sync)
-    return dask.config.set(scheduler=dask.threaded.get, num_workers=threads)
+        return dask.config.set(share, scheduler=dask.local.get_sync)
+    return dask.config.set(share, scheduler=dask.threaded.get, num_workers=threads)
 
 
 def _case_task(job: Callable[..., Any], threads: int, path: str, images: str | None,
@@ -153,16 +163,18 @@ def _units(dataset: Any, case_ids: Sequence[str], parallel: int) -> list[tuple[s
 
 
 def run(job: Callable[..., Any], path: str, images: str | None, case_ids: Sequence[str],
-        *extra: Any, scheduler: str | None = None, workers: int | None = None) -> list[Any]:
+        *extra: Any, scheduler: str | None = None, workers: int | None = None,
+        threads: int | None = None) -> list[Any]:
     """``job(path, images, case_id, *extra)`` for every case, in case order, with progress
-    (cases done, cases/s, time left) and a summary line on stderr."""
+    (cases done, cases/s, time left) and a summary line on stderr. Each task's own work runs
+    on ``threads`` threads (default: its share of the cores)."""
     from dask import delayed
 
     path = str(path)
     cores = os.cpu_count() or 1
     parallel = workers or (cores if scheduler else 1)
     # a cluster's worker threads each run a case; local processes share the cores
-    threads = 1 if scheduler else max(1, cores // (workers or 1))
+    threads = threads or (1 if scheduler else max(1, cores // (workers or 1)))
     units = _units(_dataset(path, images), case_ids, parallel)
     tasks = []
     for kind, what, _ in units:

@@ -91,15 +91,11 @@ def _parser() -> argparse.ArgumentParser:
             ("snapshot", "one PNG per annotated item and an index.html gallery", "folder")):
         job = verb(name, help_text, with_case=False)
         job.add_argument("--out", required=True, metavar="PATH", help=out_help)
-        job.add_argument("--scheduler", metavar="ADDRESS",
-                         help="a dask.distributed scheduler (default: local threads)")
-        job.add_argument("--workers", type=_positive, metavar="N", help="local threads")
+        _worker_options(job)
     evaluate = verb("evaluate", "score a model's predictions per item into a CSV", with_case=False)
     _prediction_options(evaluate, required=True)
     evaluate.add_argument("--out", required=True, metavar="FILE.csv", help="CSV file to write")
-    evaluate.add_argument("--scheduler", metavar="ADDRESS",
-                          help="a dask.distributed scheduler (default: local threads)")
-    evaluate.add_argument("--workers", type=_positive, metavar="N", help="local workers")
+    _worker_options(evaluate)
     cache = verbs.add_parser("cache", help="show or free the OME-Zarr cache folder",
                              description="show or free the OME-Zarr cache folder")
     cache.add_argument("action", choices=("list", "clear"))
@@ -284,6 +280,17 @@ def _report_failures(results: list[dict[str, Any]]) -> int:
     return len(failed)
 
 
+def _worker_options(verb: argparse.ArgumentParser) -> None:
+    verb.add_argument("--scheduler", metavar="ADDRESS",
+                      help="a dask.distributed scheduler (default: this machine)")
+    verb.add_argument("--workers", type=_positive, metavar="N",
+                      help="local worker processes (default: this process)")
+    verb.add_argument("--threads", type=_positive, metavar="N",
+                      help="threads of each worker for a case's own work, such as reading "
+                      "ahead while writing (default: the cores shared among the workers; 1 on "
+                      "a cluster)")
+
+
 def _job(args: argparse.Namespace) -> int:
     from . import batch
     from .cache_folders import KEEP_MARKER
@@ -293,7 +300,7 @@ def _job(args: argparse.Namespace) -> int:
     ids = dataset.case_ids()
     images = str(args.images) if args.images else None
     out = Path(args.out)
-    options = {"scheduler": args.scheduler, "workers": args.workers}
+    options = {"scheduler": args.scheduler, "workers": args.workers, "threads": args.threads}
     if args.verb == "qc":
         _writable_folder(out.parent)
         rows = batch.run(batch.qc_one, args.path, images, ids, **options)
@@ -345,7 +352,7 @@ def _evaluate(args: argparse.Namespace) -> None:
     from .evaluate import evaluate, summary_line
 
     summary, results = evaluate(args.path, args.pred, Path(args.out), args.images, args.pred_name,
-                                args.threshold, args.scheduler, args.workers)
+                                args.threshold, args.scheduler, args.workers, args.threads)
     for result in results:
         for problem in result["problems"]:
             print(f"{PROG}: warning: {result['case']}: {problem}", file=sys.stderr)

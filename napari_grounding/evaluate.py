@@ -96,12 +96,13 @@ def write_rows(rows: list[dict[str, Any]], out: Path) -> None:
 
 def evaluate(path: str, pred: str, out: Path, images: str | None = None, name: str = "prediction",
              threshold: float | None = None, scheduler: str | None = None,
-             workers: int | None = None) -> tuple[dict[str, float | int], list[dict[str, Any]]]:
+             workers: int | None = None, threads: int | None = None
+             ) -> tuple[dict[str, float | int], list[dict[str, Any]]]:
     """Score every case, write the CSV; the summary and each case's result."""
     check_predictions(pred)
     ids = _dataset(path, images).case_ids()
     results = run(evaluate_case, path, images, ids, pred, name, threshold,
-                  scheduler=scheduler, workers=workers)
+                  scheduler=scheduler, workers=workers, threads=threads)
     rows = [row for result in results for row in result["rows"]]
     write_rows(rows, out)
     return summarise(rows), results

@@ -108,7 +108,8 @@ def _outputs(tmp_path, tag):
 def test_results_are_the_same_on_every_scheduler(tmp_path, sample_root, cluster, verb, capsys):
     data = chexmask_csv(tmp_path) if verb != "convert" else sample_root
     pred = chexmask_csv(tmp_path / "pred", shift=6.0)
-    runs = {"one": [], "processes": ["--workers", "2"], "cluster": ["--scheduler", cluster]}
+    runs = {"one": [], "one thread": ["--workers", "1", "--threads", "1"],
+            "processes": ["--workers", "2"], "cluster": ["--scheduler", cluster]}
     results = {}
     for name, options in runs.items():
         out = tmp_path / f"{verb}-{name}" / ("out.csv" if verb != "convert" else "")
@@ -118,12 +119,14 @@ def test_results_are_the_same_on_every_scheduler(tmp_path, sample_root, cluster,
         assert main(argv) == 0, capsys.readouterr().err
         captured = capsys.readouterr()
         assert "0 failed" in captured.err or verb != "convert"
-        results[name] = out.read_text() if verb != "convert" else sorted(
-            p.relative_to(out).as_posix() for p in out.rglob("*") if "lock" not in p.name)
+        results[name] = out.read_text() if verb != "convert" else {  # every byte of the cache
+            p.relative_to(out).as_posix(): p.read_bytes() if p.is_file() else None
+            for p in out.rglob("*") if "lock" not in p.name}
         if verb == "convert":
             assert any(n.endswith(".ome.zarr") for n in results[name])
+            assert sum(n.endswith("/s0/c/0/0/0") for n in results[name]) >= 2  # CT and a mask
             shutil_rm(out)
-    assert results["one"] == results["processes"] == results["cluster"]
+    assert results["one"] == results["one thread"] == results["processes"] == results["cluster"]
 
 
 def shutil_rm(folder):

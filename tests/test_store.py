@@ -145,6 +145,24 @@ def test_the_cache_is_valid_ngff_0_5(root, cache):
         assert label.attributes.ome.image_label.source.image == "../../"
 
 
+@pytest.mark.parametrize("dtype", ["int16", "uint8", "int8", "uint16", "int32", "uint32",
+                                   "float32"])
+def test_a_pyramid_level_holds_the_means_of_2x2x2_blocks(dtype):
+    """Each coarser level's voxel is the mean of its 2 x 2 x 2 block, cast back as numpy
+    casts a mean (toward zero), at the type's extremes and with odd lengths cut off."""
+    info = np.iinfo(dtype) if np.dtype(dtype).kind in "iu" else np.finfo(dtype)
+    rng = np.random.default_rng(11)
+    block = rng.integers(int(max(info.min, -2**40)), int(min(info.max, 2**40)),
+                         size=(9, 14, 7), endpoint=True).astype(dtype)
+    block[0, :2, :2], block[2:4, :2, :2] = info.max, info.min  # whole blocks of extremes
+    parts = block[:8, :14, :6].reshape(4, 2, 7, 2, 3, 2)
+    expected = parts.mean(axis=(1, 3, 5), dtype=np.float64).astype(dtype)
+    halved = store._halve(block, np.dtype(dtype))
+    assert halved.dtype == np.dtype(dtype) and halved.shape == (4, 7, 3)
+    np.testing.assert_array_equal(halved, expected)
+    assert halved[1, 0, 0] == info.min
+
+
 @pytest.mark.parametrize("shape", [(300, 280, 40), (260, 150, 67)])
 def test_forward_slab_write_equals_the_dask_write(tmp_path, cache, shape):
     """The writer reads the source forward in slabs (one pass, flipped in memory) and builds
@@ -166,6 +184,27 @@ def test_forward_slab_write_equals_the_dask_write(tmp_path, cache, shape):
             assert a[name].chunks == b[name].chunks
             np.testing.assert_array_equal(a[name][:], b[name][:], err_msg=name)
     assert dict(a.attrs) == dict(b.attrs)
+
+
+def test_writing_behind_the_reads_stores_what_writing_in_turn_does(tmp_path, cache):
+    """The viewer's writer (reads overlap writes) and a one-thread job task's (each slab
+    written before the next is read) leave the same bytes and statistics."""
+    import dask
+
+    from napari_grounding import write_behind
+
+    root = write_sample(tmp_path / "big", make_phantom((300, 280, 40), (1.0, 1.0, 2.0)))
+    behind = store.write_cache(open_case(root), root=tmp_path / "behind")
+    with dask.config.set({write_behind.THREADS_KEY: 1}):
+        in_turn = store.write_cache(open_case(root), root=tmp_path / "in-turn")
+
+    def files(folder):
+        return {p.relative_to(folder).as_posix(): p.read_bytes() for p in folder.rglob("*")
+                if p.is_file() and "lock" not in p.name}
+
+    written = files(behind)
+    assert sum("/c/" in name for name in written) > 10  # chunks of every level and mask
+    assert written == files(in_turn)
 
 
 @pytest.mark.parametrize("shape", [None, (260, 150, 67)])

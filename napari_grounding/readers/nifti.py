@@ -7,11 +7,9 @@ whole file. Dtypes are never widened: HU rescaling uses integer arithmetic per c
 
 from __future__ import annotations
 
-import gzip
 import math
 import os
 import warnings
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,6 +18,7 @@ import numpy as np
 
 from ..model import GroundingError, Image, Orientation, ReadCounter
 from ..windows import CT_DEFAULT_WINDOW, window_limits
+from .inflate import GZIP_ERRORS, open_stream
 
 if TYPE_CHECKING:  # nibabel and dask.array are imported where used: start-up stays fast
     import dask.array as da
@@ -29,7 +28,7 @@ if TYPE_CHECKING:  # nibabel and dask.array are imported where used: start-up st
 DISPLAY_AXCODES = ("I", "P", "L")
 # For each display axis code: the RAS world axis it measures and the sign that makes it grow.
 _DISPLAY_FRAME = {"I": (2, -1.0), "P": (1, -1.0), "L": (0, -1.0)}
-_READ_ERRORS = (EOFError, OSError, zlib.error, ValueError, OverflowError, MemoryError)
+_READ_ERRORS = (*GZIP_ERRORS, OSError, ValueError, OverflowError, MemoryError)
 _MAX_GZIP_RATIO = 1100  # deflate cannot compress better than about 1032:1
 
 
@@ -239,9 +238,13 @@ class SlabReader:
         if self._file is None:
             path = self.source._path
             # kept open from one range to the next (forward reads continue); ``forget`` closes it
-            opener = gzip.open if path.name.endswith(".gz") else open
-            self._file = opener(path, "rb")  # noqa: SIM115
-        return fileslice(self._file, key, proxy.shape, proxy.dtype, proxy.offset, proxy.order)
+            self._file = open_stream(path)
+        values = fileslice(self._file, key, proxy.shape, proxy.dtype, proxy.offset, proxy.order)
+        at_end = key[self.axis].stop >= proxy.shape[self.axis]
+        if at_end and self.source._path.name.endswith(".gz") and self._file.read(1):
+            # damage that still inflates can inflate to another length
+            raise ValueError("it holds more data than its header promises (damaged?)")
+        return values  # at the stream's end the .gz trailer's CRC of all of it was checked
 
     def forget(self) -> None:
         """Let go of the last range and close the file (reopened when asked again)."""

@@ -9,6 +9,7 @@ import pytest
 
 from napari_grounding.metrics import mask_stats
 from napari_grounding.model import GroundingError
+from napari_grounding.readers import inflate
 from napari_grounding.readers.nifti import Rescale, open_volume
 from napari_grounding.sample import ras_copy
 from tests.conftest import save_nifti
@@ -132,6 +133,46 @@ def test_multi_member_gzip_is_accepted(tmp_path, phantom):
     two.write_bytes(gzip.compress(raw[:1000]) + gzip.compress(raw[1000:]))
     image = open_volume(two)
     np.testing.assert_array_equal(image.data[5].compute(), image.orientation.to_display(phantom.hu)[5])
+
+
+@pytest.fixture(params=["isal", "zlib"])
+def inflater(request, monkeypatch):
+    """Forward reads inflated by ISA-L (when installed) and by the standard library."""
+    if request.param == "zlib":
+        monkeypatch.setattr(inflate, "igzip", None)
+    elif inflate.igzip is None:
+        pytest.skip("isal is not installed here")
+    return request.param
+
+
+def _forward_slabs(image, step: int) -> np.ndarray:
+    """The whole source array as the cache writer reads it: forward ranges along its axis."""
+    n = image.slabs.reader.source.shape[image.slabs.axis]
+    parts = [image.slabs(start, min(n, start + step)) for start in range(0, n, step)]
+    return np.concatenate(parts, axis=image.slabs.axis)
+
+
+def test_forward_slab_reads_give_the_stored_values(tmp_path, phantom, inflater):
+    single = save_nifti(tmp_path / "ct.nii.gz", phantom.hu, phantom.affine)
+    raw = gzip.decompress(single.read_bytes())
+    two = tmp_path / "two.nii.gz"  # a valid gzip of two members reads on into the second
+    two.write_bytes(gzip.compress(raw[:1000]) + gzip.compress(raw[1000:]))
+    for path in (single, two):
+        image = open_volume(path)
+        np.testing.assert_array_equal(_forward_slabs(image, 7), phantom.hu)
+
+
+def test_corrupt_deflate_data_is_one_line_on_slab_reads(tmp_path, phantom, inflater):
+    """Damage inside the compressed stream, found by the forward read (the file went bad
+    after it was opened), is named in one line whichever inflater reads it."""
+    path = save_nifti(tmp_path / "ct.nii.gz", phantom.hu, phantom.affine)
+    image = open_volume(path)
+    data = bytearray(path.read_bytes())
+    middle = len(data) // 2
+    data[middle : middle + 64] = bytes(b ^ 0x5A for b in data[middle : middle + 64])
+    path.write_bytes(bytes(data))
+    with pytest.raises(GroundingError, match=r"ct\.nii\.gz: cannot read image data \("):
+        _forward_slabs(image, 16)
 
 
 def test_truncated_uncompressed_is_reported(tmp_path, phantom):
