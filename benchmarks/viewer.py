@@ -240,6 +240,35 @@ def bench_open(params: dict, repeat: int) -> None:
     row_reads(good)
 
 
+def bench_reopen(params: dict, switches: int = 6) -> None:
+    """Opening a case in a running viewer, as a reviewer does all day: napari, the modules and
+    a first case already loaded, the next case to its first painted frame (issue 9's opening
+    baseline, nibabel + add_image, measured in the same set-up: it loads the next case too)."""
+    section = "1b opening in a running viewer: the next case to its first painted frame"
+    fresh = Path(params["workdir"]) / "cache-reopen"
+    shutil.rmtree(fresh, ignore_errors=True)
+    p = {**params, "switches": switches}
+    results = {"numpy": probe("switch", "numpy", {**p, "load": True}, timeout=1200),
+               "cache": probe("switch", "ours", p, timeout=1200),
+               # no cache yet: each case's is written in the background after it is shown
+               "nifti": probe("switch", "ours", p, {"NAPARI_GROUNDING_CACHE": str(fresh)},
+                              timeout=1200)}
+    shutil.rmtree(fresh, ignore_errors=True)
+    RAW["reopen"] = results
+    if failed(section, "reopen baseline A", results["numpy"]):
+        return
+    base = median(results["numpy"]["times"])
+    row(section, "baseline A in a running viewer: nibabel `np.asanyarray(dataobj)` of the next "
+        f"case + layers.clear() + add_image + 4 add_labels (median of {switches})", ms(base))
+    for kind, label, target in (("cache", "ours from the OME-Zarr cache", "open_cache"),
+                                ("nifti", "ours from the .nii.gz, no cache yet", "open_nifti")):
+        if failed(section, f"reopen {label}", results[kind]):
+            continue
+        value, limit = median(results[kind]["times"]), TARGETS[target]
+        row(section, f"{label}: PageDown (median of {switches})", ms(value), ms(base),
+            value / base, f"<= {limit}x baseline A", value / base <= limit)
+
+
 def row_reads(good: dict) -> None:
     section = "2 reads"
     for kind, label in (("cache", "from the cache"), ("nifti", "from the .nii.gz")):
@@ -471,7 +500,7 @@ def main() -> None:
     parser.add_argument("--profile", type=Path, metavar="DIR",
                         help="write cProfiles instead of the table")
     parser.add_argument("--top", type=int, default=10, help="functions listed per profile")
-    parser.add_argument("--only", default="imports,open,scroll,select,switch",
+    parser.add_argument("--only", default="imports,open,reopen,scroll,select,switch",
                         help="comma-separated parts to run (default: all)")
     args = parser.parse_args()
     reexec_under_xvfb()
@@ -493,7 +522,7 @@ def main() -> None:
         return
     parts = {"imports": lambda: bench_imports(5), "open": lambda: bench_open(params, args.repeat),
              "scroll": lambda: bench_scroll(params), "select": lambda: bench_select(params),
-             "switch": lambda: bench_switch(params)}
+             "reopen": lambda: bench_reopen(params), "switch": lambda: bench_switch(params)}
     for name in args.only.split(","):
         parts[name]()
     total = time.perf_counter() - started

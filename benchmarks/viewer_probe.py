@@ -497,7 +497,10 @@ def scenario_switch(mode: str, params: dict) -> dict:
 
         def replace():
             viewer.layers.clear()
-            add_plain(viewer, params, ct, masks)
+            if params.get("load"):  # baseline A in a running viewer: the next case's files
+                add_plain(viewer, params, *load_arrays(params))
+            else:
+                add_plain(viewer, params, ct, masks)
 
         for _ in range(switches):
             before = COUNTS.snapshot()
