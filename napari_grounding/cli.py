@@ -168,7 +168,7 @@ def _describe(args: argparse.Namespace) -> None:
     for image in case.images.values():
         spacing = (f"spacing {tuple(round(s, 3) for s in image.source_spacing)} mm"
                    if image.kind == "ct" else "pixel units")  # PNG/JPEG carry no pixel size
-        _say(f"  image {image.id}: {image.orientation.source_shape} {image.data.dtype} {spacing}")
+        _say(f"  image {image.id}: {image.orientation.source_shape} {image.dtype} {spacing}")
     for item in case.items:
         for line in _text_lines(item):
             _say("  " + line)

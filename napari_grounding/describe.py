@@ -35,7 +35,7 @@ def image_dict(image: Image) -> dict[str, Any]:
         "shape": list(image.orientation.source_shape),
         # plain PNG/JPEG pictures carry no physical pixel size
         "spacing_mm": _round(image.source_spacing, 4) if image.kind == "ct" else None,
-        "dtype": str(image.data.dtype),
+        "dtype": str(image.dtype),
         **{k: v for k, v in image.meta.items() if isinstance(v, str)},
         "source": image.source,
     }

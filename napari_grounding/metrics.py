@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from .model import BoxAnnotation, Case, ContourAnnotation, Image, MaskAnnotation
+from .model import BoxAnnotation, Case, ContourAnnotation, Image, MaskAnnotation, stored
 
 
 def compute_isolated(*collections: Any) -> tuple[Any, ...]:
@@ -159,6 +159,42 @@ def mask_stats_many(masks: Sequence[Any]) -> list[MaskStats]:
     return out  # type: ignore[return-value]
 
 
+def slab_stats(views: Sequence[Any], max_bytes: int = 64 << 20) -> list[MaskStats]:
+    """Statistics of masks from their files' slab views (``readers.nifti.SlabView``): each
+    file inflated once, front to back, by a reader of its own, in ranges of at most
+    ``max_bytes``; the channels of one file share every range. No dask graph."""
+    groups: dict[int, list[int]] = {}
+    for at, view in enumerate(views):
+        groups.setdefault(id(view.reader), []).append(at)
+    out: list[MaskStats | None] = [None] * len(views)
+    for members in groups.values():
+        reader = views[members[0]].reader.fresh()
+        offsets: dict[int, list[tuple[int, ...]]] = {at: [] for at in members}
+        partials: dict[int, list[Any]] = {at: [] for at in members}
+        try:
+            for start, stop in reader.ranges(max_bytes):
+                block = reader(start, stop)
+                for at in members:
+                    view = views[at]
+                    channel = block if view.index is None else block[view.index]
+                    offset = [0] * channel.ndim
+                    offset[view.axis] = start
+                    offsets[at].append(tuple(offset))
+                    partials[at].append(block_profiles(channel))
+        finally:
+            reader.forget()
+        shape = tuple(reader.source.shape)
+        for at in members:
+            own = shape if views[at].index is None else shape[1:]
+            out[at] = combine_profiles(own, offsets[at], partials[at])
+    return out  # type: ignore[return-value]
+
+
+def _read_by_slabs(mask: MaskAnnotation) -> bool:
+    """Whether the mask's slab view still stands for its data (not replaced since)."""
+    return hasattr(mask.slabs, "stands_for") and mask.slabs.stands_for(stored(mask))
+
+
 def mask_stats(mask: Any) -> MaskStats:
     return mask_stats_many([mask])[0]
 
@@ -174,10 +210,14 @@ def run_stats(shape: tuple[int, int], moments: Any) -> MaskStats:
 
 
 def masks_stats(masks: Sequence[MaskAnnotation]) -> list[MaskStats]:
-    """Statistics of mask annotations: those their reader already knows, the rest in one
-    compute."""
+    """Statistics of mask annotations: those their reader already knows, those read from a
+    file's slabs in one pass per file, the rest in one compute."""
     unknown = [m for m in masks if m.stats is None]
-    computed = dict(zip([id(m) for m in unknown], mask_stats_many([m.data for m in unknown]),
+    by_slabs = [m for m in unknown if _read_by_slabs(m)]
+    rest = [m for m in unknown if not _read_by_slabs(m)]
+    computed = dict(zip([id(m) for m in by_slabs], slab_stats([m.slabs for m in by_slabs]),
+                        strict=True))
+    computed.update(zip([id(m) for m in rest], mask_stats_many([m.data for m in rest]),
                         strict=True))
     return [m.stats if m.stats is not None else computed[id(m)] for m in masks]
 

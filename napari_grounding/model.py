@@ -7,8 +7,9 @@ Everything downstream (layers, panel, describe, QC) works on Cases only.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import MISSING, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -92,6 +93,57 @@ class ReadCounter:
         self.bytes += int(nbytes)
 
 
+class Deferred:
+    """An array built when first read, its shape and dtype known before: building a dask
+    graph imports dask.array (0.3-0.7 s), which a command that only lists a case never needs."""
+
+    def __init__(self, build: Callable[[], Any], shape: tuple[int, ...], dtype: Any):
+        self._build: Callable[[], Any] | None = build
+        self.shape, self.dtype = tuple(int(n) for n in shape), np.dtype(dtype)
+        self.built: Any = None
+        self._lock = threading.Lock()  # a panel's worker and the UI may read it at once
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    def __call__(self) -> Any:
+        with self._lock:
+            if self._build is not None:
+                self.built, self._build = self._build(), None
+        return self.built
+
+    def then(self, step: Callable[[Any], Any], shape: tuple[int, ...]) -> Deferred:
+        """``step`` of this array (a view: a channel, a reordering), deferred as well."""
+        return Deferred(lambda: step(self()), shape, self.dtype)
+
+
+class BuiltOnRead:
+    """A dataclass field that may be given a ``Deferred``: the first read builds its value."""
+
+    def __init__(self, default: Any = MISSING):
+        self.default = default
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.key = "_" + name
+
+    def __get__(self, obj: Any, owner: type | None = None) -> Any:
+        if obj is None:  # the dataclass asks for the field's default
+            if self.default is MISSING:
+                raise AttributeError(self.key)
+            return self.default
+        value = obj.__dict__[self.key]
+        return value() if isinstance(value, Deferred) else value
+
+    def __set__(self, obj: Any, value: Any) -> None:
+        obj.__dict__[self.key] = value
+
+
+def stored(obj: Any, name: str = "data") -> Any:
+    """A ``BuiltOnRead`` field's value as given: its ``Deferred`` while it is not built."""
+    return obj.__dict__["_" + name]
+
+
 @dataclass
 class Image:
     """One lazily read picture of a case (a CT volume, a CXR view) and its geometry.
@@ -101,7 +153,7 @@ class Image:
     """
 
     id: str
-    data: Any  # dask array, display order
+    data: Any = BuiltOnRead()  # dask array (or a Deferred one), display order
     orientation: Orientation
     affine: np.ndarray
     kind: str  # "ct" or "xray"
@@ -126,6 +178,11 @@ class Image:
         """How a view switcher names this image (its view position when known)."""
         view = self.meta.get("view")
         return str(view) if view else self.id
+
+    @property
+    def dtype(self) -> np.dtype:
+        """The pixels' dtype, known without building ``data``."""
+        return np.dtype(stored(self).dtype)
 
     @property
     def source_spacing(self) -> tuple[float, ...]:
@@ -177,7 +234,8 @@ class Annotation:
 class MaskAnnotation(Annotation):
     """A label mask in the image's *source* voxel order; each nonzero value is an instance."""
 
-    data: Any = None  # dask array, integer labels, same shape as the image's source array
+    # dask array (or a Deferred one), integer labels, same shape as the image's source array
+    data: Any = BuiltOnRead(default=None)
     kind: str = "mask"
     reads: ReadCounter | None = None  # shared by masks read from one file
     source: str = ""  # the file it is read from, when it has one

@@ -102,7 +102,7 @@ def stamp(image: Image) -> dict[str, Any]:
     return {"format": FORMAT, "source": source.get("path"), "size": source.get("size"),
             "mtime_ns": source.get("mtime_ns"), "content": source.get("content"),
             "rescale": image.meta.get("rescale", image.meta.get("hu", "")),
-            "dtype": str(image.data.dtype), "shape": list(image.orientation.source_shape),
+            "dtype": str(image.dtype), "shape": list(image.orientation.source_shape),
             "affine": np.asarray(image.affine).round(6).tolist()}
 
 

@@ -6,7 +6,8 @@ import dask.array as da
 import numpy as np
 import pytest
 
-from napari_grounding.metrics import mask_stats, mask_stats_many
+from napari_grounding.metrics import case_stats, mask_stats, mask_stats_many, slab_stats
+from napari_grounding.model import Deferred, stored
 from napari_grounding.readers import open_case
 
 
@@ -37,6 +38,34 @@ def test_channels_of_one_file_share_reads(sample_root, phantom):
     assert reads is case.annotations["mask/2"].reads
     assert reads.chunks == 60
     assert reads.bytes == phantom.masks.nbytes
+
+
+@pytest.mark.parametrize("max_bytes", [1, 3 * 128 * 128 * 7, 64 << 20])
+def test_stats_from_slabs_equal_the_dask_pass(sample_root, phantom, max_bytes):
+    """A case's masks measured from their file's slabs, unbuilt (as ``describe`` and ``qc``
+    measure them): the numbers of the dask pass over the same masks, for any range size, and
+    the file read once for all its channels, front to back."""
+    case = open_case(sample_root)
+    masks = [case.annotations[f"mask/{i}"] for i in range(3)]
+    assert all(isinstance(stored(m), Deferred) and stored(m).built is None for m in masks)
+    from_slabs = slab_stats([m.slabs for m in masks], max_bytes=max_bytes)
+    reads = masks[0].reads
+    assert (reads.bytes, stored(masks[0]).built) == (phantom.masks.nbytes, None)  # no dask graph
+    expected = mask_stats_many([m.astype(np.uint8) for m in phantom.masks])
+    assert from_slabs == expected
+    assert mask_stats_many([m.data for m in masks]) == expected
+
+
+def test_case_stats_read_masks_by_slabs_only_while_they_stand_for_the_data(sample_root, phantom):
+    case = open_case(sample_root)
+    stats = case_stats(case)
+    assert [stats[f"mask/{i}"].voxels for i in range(3)] == \
+        [int(np.count_nonzero(m)) for m in phantom.masks]
+    assert stored(case.annotations["mask/0"]).built is None  # measured without building dask
+    # data replaced (a prediction set's channel swapped in, say): measured from the new data
+    replaced = open_case(sample_root)
+    replaced.annotations["mask/0"].data = da.from_array(phantom.masks[2].astype(np.uint8))
+    assert case_stats(replaced)["mask/0"].voxels == int(np.count_nonzero(phantom.masks[2]))
 
 
 def test_stats_in_a_thread_do_not_race_napari_dask_cache():

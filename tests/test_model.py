@@ -7,7 +7,16 @@ import itertools
 import numpy as np
 import pytest
 
-from napari_grounding.model import Case, GroundingError, Orientation, TextItem
+from napari_grounding.model import (
+    Case,
+    Deferred,
+    GroundingError,
+    Image,
+    MaskAnnotation,
+    Orientation,
+    TextItem,
+    stored,
+)
 
 
 @pytest.mark.parametrize("axes", list(itertools.permutations(range(3))))
@@ -43,3 +52,31 @@ def test_case_tree_walk_and_lookup():
     assert [i.id for i in case.items_linked_to("mask/0")] == ["finding/0"]
     with pytest.raises(GroundingError, match="no item 'x'"):
         case.item("x")
+
+
+def test_deferred_data_is_built_once_on_first_read_even_from_two_threads():
+    import threading
+
+    calls = []
+
+    def build():
+        calls.append(1)
+        return np.arange(6, dtype=np.int16).reshape(2, 3)
+
+    deferred = Deferred(build, (2, 3), np.int16)
+    image = Image(id="ct", data=deferred, orientation=Orientation.identity((2, 3)),
+                  affine=np.eye(4), kind="ct", contrast_limits=(0.0, 1.0))
+    assert image.dtype == np.int16 and not calls  # known without building
+    seen = []
+    threads = [threading.Thread(target=lambda: seen.append(image.data)) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(calls) == 1 and all(s is seen[0] for s in seen)
+    assert stored(image) is deferred and image.data is deferred.built
+    channel = deferred.then(lambda a: a[1], (3,))
+    np.testing.assert_array_equal(MaskAnnotation(id="m", image="ct", data=channel).data, [3, 4, 5])
+    assert MaskAnnotation(id="n", image="ct").data is None  # the field's default
+    with pytest.raises(TypeError):
+        Image(id="ct")  # data stays a required field

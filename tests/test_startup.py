@@ -52,6 +52,19 @@ def test_reader_sniff_imports_no_heavy_library(tmp_path, sample_root, kind):
     assert _imported_after(code) == []
 
 
+@pytest.mark.parametrize("json_out", [False, True])
+def test_describe_of_a_ct_case_builds_no_dask_graph(sample_root, json_out):
+    """``describe`` reads headers, and (``--json``) measures each mask file in one forward
+    pass: dask.array's import (0.3-0.7 s, with scipy) is not paid."""
+    argv = ["describe", str(sample_root), *(["--json"] if json_out else [])]
+    code = ("import contextlib, io\nfrom napari_grounding.cli import main\n"
+            "with contextlib.redirect_stdout(io.StringIO()) as out:\n"
+            f"    assert main({argv!r}) in (0, None)\n"
+            "assert 'mask/2' in out.getvalue()")
+    with_nibabel = _imported_after("import nibabel.nifti1")  # PIL, through pydicom
+    assert set(_imported_after(code)) - set(with_nibabel) == set()
+
+
 def test_opening_a_case_and_measuring_it_imports_no_distributed(sample_root):
     """dask looks for a distributed client (importing it: 0.3-0.8 s) on every compute given
     a scheduler by name or none; ours, and the viewer's slicing, name none of that."""

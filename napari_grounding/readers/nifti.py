@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..model import GroundingError, Image, Orientation, ReadCounter
+from ..model import Deferred, GroundingError, Image, Orientation, ReadCounter
 from ..windows import CT_DEFAULT_WINDOW, window_limits
 from .inflate import GZIP_ERRORS, open_stream
 
@@ -191,24 +191,28 @@ def lazy_array(path: str | os.PathLike, img: nib.Nifti1Image, slice_axis: int,
                rescale: Rescale | None = None, counter: ReadCounter | None = None,
                out_dtype: np.dtype | None = None) -> da.Array:
     """The file's array (nibabel's axis order) as dask, one chunk per index of ``slice_axis``."""
-    return lazy_array_and_slabs(path, img, slice_axis, rescale, counter, out_dtype)[0]
+    return deferred_array_and_slabs(path, img, slice_axis, rescale, counter, out_dtype)[0]()
 
 
-def lazy_array_and_slabs(path: str | os.PathLike, img: nib.Nifti1Image, slice_axis: int,
-                         rescale: Rescale | None = None, counter: ReadCounter | None = None,
-                         out_dtype: np.dtype | None = None) -> tuple[da.Array, SlabReader]:
-    """``lazy_array`` and a ``SlabReader`` of the same values along ``slice_axis``."""
-    import dask.array as da
-    from dask.base import tokenize
-
+def deferred_array_and_slabs(path: str | os.PathLike, img: nib.Nifti1Image, slice_axis: int,
+                             rescale: Rescale | None = None, counter: ReadCounter | None = None,
+                             out_dtype: np.dtype | None = None) -> tuple[Deferred, SlabReader]:
+    """``lazy_array``, built when first read, and a ``SlabReader`` of the same values along
+    ``slice_axis``."""
     source = _ChunkSource(Path(path), img, rescale or Rescale(), counter or ReadCounter(), out_dtype)
-    chunks = tuple(1 if axis == slice_axis else n for axis, n in enumerate(source.shape))
     stat = Path(path).stat()
-    name = "nifti-" + tokenize(str(Path(path).resolve()), stat.st_mtime_ns, stat.st_size,
-                               rescale, source.dtype.str)
-    meta = np.empty((0,) * source.ndim, dtype=source.dtype)
-    array = da.from_array(source, chunks=chunks, name=name, meta=meta, asarray=False)
-    return array, SlabReader(source, slice_axis)
+
+    def build() -> da.Array:
+        import dask.array as da
+        from dask.base import tokenize
+
+        chunks = tuple(1 if axis == slice_axis else n for axis, n in enumerate(source.shape))
+        name = "nifti-" + tokenize(str(Path(path).resolve()), stat.st_mtime_ns, stat.st_size,
+                                   rescale, source.dtype.str)
+        meta = np.empty((0,) * source.ndim, dtype=source.dtype)
+        return da.from_array(source, chunks=chunks, name=name, meta=meta, asarray=False)
+
+    return Deferred(build, source.shape, source.dtype), SlabReader(source, slice_axis)
 
 
 class SlabReader:
@@ -246,6 +250,19 @@ class SlabReader:
             raise ValueError("it holds more data than its header promises (damaged?)")
         return values  # at the stream's end the .gz trailer's CRC of all of it was checked
 
+    def fresh(self) -> SlabReader:
+        """A reader of the same values through a file of its own (another thread's pass)."""
+        return SlabReader(self.source, self.axis)
+
+    def ranges(self, max_bytes: int) -> list[tuple[int, int]]:
+        """``start, stop`` along the axis, front to back, each range at most ``max_bytes``
+        (one index at least)."""
+        shape = self.source.shape
+        per_index = math.prod(shape) // max(shape[self.axis], 1) * self.source.dtype.itemsize
+        step = max(1, max_bytes // max(per_index, 1))
+        return [(start, min(start + step, shape[self.axis]))
+                for start in range(0, shape[self.axis], step)]
+
     def forget(self) -> None:
         """Let go of the last range and close the file (reopened when asked again)."""
         self._last = None
@@ -260,15 +277,19 @@ class SlabReader:
 
 class SlabView:
     """A ``SlabReader``'s ranges (or one channel of them: first axis) standing for a given
-    dask array: a writer uses it only while that array is still the one it writes (``of``),
-    so replacing an annotation's ``data`` cannot write stale values."""
+    dask array (or the ``Deferred`` one): a writer uses it only while that array is still the
+    one it writes (``of``), so replacing an annotation's ``data`` cannot write stale values."""
 
     def __init__(self, reader: SlabReader, index: int | None, of: Any):
-        self.reader, self.index, self.of = reader, index, getattr(of, "name", None)
+        self.reader, self.index, self._of = reader, index, of
         self.axis = reader.axis - (index is not None)
 
     def stands_for(self, array: Any) -> bool:
-        return self.of is not None and getattr(array, "name", None) == self.of
+        if array is self._of:
+            return True
+        of = self._of.built if isinstance(self._of, Deferred) else self._of
+        name = getattr(of, "name", None)
+        return name is not None and getattr(array, "name", None) == name
 
     def __call__(self, start: int, stop: int) -> np.ndarray:
         block = self.reader(start, stop)
@@ -332,14 +353,15 @@ def open_volume(path: str | os.PathLike, *, image_id: str = "ct", rescale: Resca
     effective = _effective_rescale(img, rescale)
     orientation = display_orientation(affine, img.shape)
     counter = ReadCounter()
-    source, slabs = lazy_array_and_slabs(path, img, orientation.source_axes[0], effective, counter)
+    source, slabs = deferred_array_and_slabs(path, img, orientation.source_axes[0], effective,
+                                             counter)
     from nibabel.orientations import aff2axcodes
 
     axcodes = "".join(str(c) for c in aff2axcodes(affine))
-    data = orientation.to_display(source)
+    data = source.then(orientation.to_display, orientation.display_shape)
     limits, contrast = window_limits(CT_DEFAULT_WINDOW), f"CT {CT_DEFAULT_WINDOW} window"
     if plain:
-        limits, contrast = data_contrast(data)
+        limits, contrast = data_contrast(data())
     return Image(
         id=image_id,
         data=data,

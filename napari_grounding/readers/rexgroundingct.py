@@ -14,14 +14,11 @@ import json
 import re
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..model import GroundingError, Image, MaskAnnotation, ReadCounter, TextItem
-from .nifti import label_dtype, lazy_array_and_slabs, load_header
+from .nifti import deferred_array_and_slabs, label_dtype, load_header
 from .paths import inside
-
-if TYPE_CHECKING:
-    import dask.array as da
 
 DATASET = "rexgroundingct"
 SPLITS = ("train", "val", "test")
@@ -259,11 +256,13 @@ def open_masks(path: Path, record: Record, ct: Image | None) -> tuple[list[MaskA
         problems.append(f"{path}: {shape[0]} mask channels for {n_findings} findings; "
                         f"linking the first {min(shape[0], n_findings)}")
     reads = ReadCounter()
-    volume, slabs = lazy_array_and_slabs(path, img, slice_axis=len(img.shape) - 1, counter=reads,
-                                         out_dtype=label_dtype(img.get_data_dtype()))
+    volume, slabs = deferred_array_and_slabs(path, img, slice_axis=len(img.shape) - 1,
+                                             counter=reads,
+                                             out_dtype=label_dtype(img.get_data_dtype()))
     if volume.ndim == 3:
-        volume = volume[None]
-    channels: list[da.Array] = [volume[i] for i in range(min(shape[0], n_findings))]
+        volume = volume.then(lambda v: v[None], (1, *volume.shape))
+    channels = [volume.then(lambda v, i=i: v[i], volume.shape[1:])
+                for i in range(min(shape[0], n_findings))]
     # the cache writer reads every channel's slices in one pass over the file
     masks = [MaskAnnotation(id=f"mask/{i}", image="ct", data=channel, reads=reads,
                             source=str(path),
