@@ -6,7 +6,13 @@ import dask.array as da
 import numpy as np
 import pytest
 
-from napari_grounding.metrics import case_stats, mask_stats, mask_stats_many, slab_stats
+from napari_grounding.metrics import (
+    block_profiles,
+    case_stats,
+    mask_stats,
+    mask_stats_many,
+    slab_stats,
+)
 from napari_grounding.model import Deferred, stored
 from napari_grounding.readers import open_case
 
@@ -21,6 +27,26 @@ def test_stats_equal_numpy(seed):
     assert stats.labels == tuple(np.unique(mask[mask > 0]))
     assert stats.bbox == (tuple(where.min(axis=0)), tuple(where.max(axis=0)))
     np.testing.assert_allclose(stats.centroid, where.mean(axis=0))
+
+
+@pytest.mark.parametrize("dtype", [bool, np.uint8, np.uint16, np.int32, np.float32])
+@pytest.mark.parametrize("density", [0.0, 0.001, 0.05, 0.5])
+@pytest.mark.parametrize("order", ["C", "F"])
+def test_block_profiles_equal_plain_numpy_sums(dtype, density, order):
+    """Sparse one-byte blocks are scanned as words, dense ones summed, Fortran-ordered ones
+    (NIfTI slabs) read in their own order: always the plain sums and distinct values."""
+    rng = np.random.default_rng(int(density * 1000))
+    for shape in [(8, 16, 24), (3, 5, 7), (13,), (4, 4)]:
+        block = (rng.random(shape) < density) * rng.integers(1, 5, shape)
+        block = np.asarray(block.astype(dtype), order=order)
+        profiles, labels = block_profiles(block)
+        nonzero = block != 0
+        axes = range(block.ndim)
+        for axis, profile in enumerate(profiles):
+            expected = nonzero.sum(axis=tuple(a for a in axes if a != axis), dtype=np.int64)
+            assert profile.dtype == np.int64 and np.array_equal(profile, expected)
+        expected_labels = np.unique(block[nonzero])
+        assert labels.dtype == expected_labels.dtype and np.array_equal(labels, expected_labels)
 
 
 def test_empty_mask():
