@@ -42,8 +42,10 @@ clean:
 	rm -rf $(VENV) $(SAMPLE) .pytest_cache
 
 # readers, cache and CSV outside the viewer; then the viewer itself under Xvfb (a wider screen:
-# every run's canvas is fixed at 900 x 900 px beside the panel); data is kept in .benchmarks/
+# every run's canvas is fixed at 900 x 900 px beside the panel), data kept in .benchmarks/;
+# then the dataset jobs through the command line (its data generated in a temporary folder)
 bench: $(VENV)/.installed
 	$(BIN)/python benchmarks/run.py
 	xvfb-run -a -s "-screen 0 1920x1200x24" $(BIN)/python benchmarks/viewer.py \
 		--json benchmarks/results/viewer.json $(BENCH_ARGS)
+	$(BIN)/python benchmarks/jobs.py $(JOBS_ARGS)

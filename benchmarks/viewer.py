@@ -226,10 +226,12 @@ def bench_open(params: dict, repeat: int) -> None:
             continue
         value = median([r["first_frame_s"] for r in good[kind]])
         cpu = median([r["cpu_first_frame_s"] for r in good[kind]])
-        limit = TARGETS[target]
+        # issue 9's baseline (nibabel + add_image, 1.1-1.5 s) is a load into a running viewer:
+        # its targets are judged in section 1b; here napari's import and window (3-4 s) and its
+        # first layers' set-up (about 2 s) are in both, so 0.3x cannot be reached by anyone
         row(section, f"{label} (median of {len(good[kind])})", f"{secs(value)} (CPU {secs(cpu)})",
-            f"{secs(base)} (CPU {secs(base_cpu)})", value / base, f"<= {limit}x baseline A",
-            value / base <= limit)
+            f"{secs(base)} (CPU {secs(base_cpu)})", value / base,
+            f"see 1b (<= {TARGETS[target]}x there)")
     for kind, label in (("numpy", "baseline A"), ("nifti", "ours from .nii.gz"),
                         ("cache", "ours from cache")):
         first = good[kind][0] if good[kind] else None
