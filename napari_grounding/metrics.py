@@ -235,8 +235,9 @@ def masks_stats(masks: Sequence[MaskAnnotation]) -> list[MaskStats]:
     """Statistics of mask annotations: those their reader already knows, those read from a
     file's slabs in one pass per file, the rest in one compute."""
     unknown = [m for m in masks if m.stats is None]
-    by_slabs = [m for m in unknown if _read_by_slabs(m)]
-    rest = [m for m in unknown if not _read_by_slabs(m)]
+    by_slabs, rest = [], []
+    for m in unknown:  # the slab check once per mask
+        (by_slabs if _read_by_slabs(m) else rest).append(m)
     computed = dict(zip([id(m) for m in by_slabs], slab_stats([m.slabs for m in by_slabs]),
                         strict=True))
     computed.update(zip([id(m) for m in rest], mask_stats_many([m.data for m in rest]),
