@@ -301,6 +301,8 @@ def _job(args: argparse.Namespace) -> int:
     images = str(args.images) if args.images else None
     out = Path(args.out)
     options = {"scheduler": args.scheduler, "workers": args.workers, "threads": args.threads}
+    if not args.scheduler:  # this process and its workers do the work
+        batch.reuse_freed_memory()
     if args.verb == "qc":
         _writable_folder(out.parent)
         rows = batch.run(batch.qc_one, args.path, images, ids, **options)
@@ -349,8 +351,11 @@ def _cache(args: argparse.Namespace) -> int:
 def _evaluate(args: argparse.Namespace) -> None:
     from pathlib import Path
 
+    from .batch import reuse_freed_memory
     from .evaluate import evaluate, summary_line
 
+    if not args.scheduler:  # this process and its workers do the work
+        reuse_freed_memory()
     summary, results = evaluate(args.path, args.pred, Path(args.out), args.images, args.pred_name,
                                 args.threshold, args.scheduler, args.workers, args.threads)
     for result in results:

@@ -159,9 +159,11 @@ def open_current(image: Image, root: Path | None = None
     import zarr
 
     try:
-        return open_cache(path)
+        cached, masks = open_cache(path)
     except (OSError, ValueError, KeyError, TypeError, zarr.errors.BaseZarrError):
         return None
+    cached.source = image.source  # the file as the reader named it (the stamp holds it resolved)
+    return cached, masks
 
 
 def _pyramid_shapes(shape: tuple[int, ...]) -> list[tuple[int, ...]]:
@@ -250,9 +252,13 @@ def _create(group: zarr.Group, name: str, shape: tuple[int, ...], dtype: np.dtyp
             chunks: tuple[int, ...]) -> zarr.Array:
     from zarr.codecs import BloscCodec
 
+    # every chunk given is stored: zarr's own test of each chunk for all-zero (an equal_nan
+    # array_equal) cost more than encoding it. The mask writer leaves out the background
+    # beyond each chunk row's extent itself (the few empty chunks within it are stored).
     return group.create_array(name, shape=shape, dtype=dtype, chunks=chunks,
                               compressors=[BloscCodec(**CODEC)], fill_value=0,
-                              dimension_names=("z", "y", "x"))
+                              dimension_names=("z", "y", "x"),
+                              config={"write_empty_chunks": True})
 
 
 def _halve(block: np.ndarray, dtype: np.dtype) -> np.ndarray:
@@ -284,14 +290,25 @@ class _Slabs:
         self.reader = reader if usable else None
 
     def __call__(self, z0: int, z1: int) -> np.ndarray:
+        return np.ascontiguousarray(self.rows(z0, z1))
+
+    def rows(self, z0: int, z1: int) -> np.ndarray:
+        """The rows in display order: a view of the read range when there is a reader."""
         o = self.orientation
         if self.reader is None:
-            shown = o.to_display(self.source)
-            return np.asarray(compute_isolated(shown[z0:z1])[0])
+            return np.asarray(compute_isolated(o.to_display(self.source)[z0:z1])[0])
+        return o.to_display(self.reader(*self._range(z0, z1)))
+
+    def plane(self, z0: int, z1: int, rows: np.ndarray) -> np.ndarray:
+        """The (y, x) plane of ``rows`` that is nonzero wherever a row is."""
+        if self.reader is None:
+            return rows.any(axis=0)
+        return self.orientation.to_display(self.reader.flattened(*self._range(z0, z1)))[0]
+
+    def _range(self, z0: int, z1: int) -> tuple[int, int]:
+        o = self.orientation
         n = o.source_shape[o.source_axes[0]]
-        start, stop = (n - z1, n - z0) if o.flips[0] else (z0, z1)
-        slab = o.to_display(self.reader(start, stop))
-        return np.ascontiguousarray(slab)
+        return (n - z1, n - z0) if o.flips[0] else (z0, z1)
 
 
 def _forget(reader: Any) -> None:
@@ -340,18 +357,27 @@ def _write_masks(labels: zarr.Group, masks: list[MaskAnnotation], image: Image,
     slabs = [_Slabs(image.orientation, m.data, m.slabs, m.data) for m in masks]
     partials: list[list[tuple[tuple[int, ...], Any]]] = [[] for _ in masks]
 
-    def store(z0: int, z1: int, blocks: list[np.ndarray]) -> None:
-        for array, block, found in zip(arrays, blocks, partials, strict=True):
-            region = _chunks_touched(block, chunks)
-            if region is not None:  # all-background chunks are not stored anyway
-                inside = block[(slice(None), *region)]
+    def touched(z0: int, z1: int) -> list[tuple[tuple[slice, slice], np.ndarray] | None]:
+        """Each mask's region of these rows holding its voxels, in whole chunks, copied."""
+        out = []
+        for slab in slabs:  # the channels of one file: one read, one flattening
+            rows = slab.rows(z0, z1)
+            region = _chunks_touched(slab.plane(z0, z1, rows), chunks)
+            out.append(None if region is None else
+                       (region, np.ascontiguousarray(rows[(slice(None), *region)])))
+        return out
+
+    def store(z0: int, z1: int, regions: list[tuple[tuple[slice, slice], np.ndarray] | None]
+              ) -> None:
+        for array, touched_region, found in zip(arrays, regions, partials, strict=True):
+            if touched_region is not None:  # the background beyond it is not stored
+                region, inside = touched_region
                 array[(slice(z0, z1), *region)] = inside
                 found.append(((z0, region[0].start, region[1].start), block_profiles(inside)))
 
     with write_behind.WriteBehind(write_behind.allowed()) as behind:
         for z0, z1 in _slab_order(shape[0], chunks[0], image.orientation.flips[0]):
-            blocks = [slab(z0, z1) for slab in slabs]  # the channels of one file: one read
-            behind.submit(functools.partial(store, z0, z1, blocks))
+            behind.submit(functools.partial(store, z0, z1, touched(z0, z1)))
     return {m.id: _source_stats(shape, found, image.orientation)
             for m, found in zip(masks, partials, strict=True)}
 
@@ -387,17 +413,18 @@ def _stats_from_json(found: dict[str, Any], shape: tuple[int, ...]) -> MaskStats
                      None if found["centroid"] is None else tuple(found["centroid"]))
 
 
-def _chunks_touched(block: np.ndarray, chunks: tuple[int, ...]) -> tuple[slice, slice] | None:
-    """The (y, x) extent of a block's nonzero voxels, widened to whole chunks; None when
-    empty. Masks are mostly background: zarr need not look at the chunks outside it."""
+def _chunks_touched(plane: np.ndarray, chunks: tuple[int, ...]) -> tuple[slice, slice] | None:
+    """The (y, x) extent of a block's nonzero voxels (``plane``: nonzero where any row of it
+    is), widened to whole chunks; None when empty. Masks are mostly background: zarr need not
+    look at the chunks outside it."""
     extent = []
     for axis in (1, 2):
-        hits = np.flatnonzero(block.any(axis=tuple(a for a in (0, 1, 2) if a != axis)))
+        hits = np.flatnonzero(plane.any(axis=2 - axis))
         if not hits.size:
             return None
         step = chunks[axis]
         extent.append(slice(hits[0] // step * step,
-                            min(block.shape[axis], -(-(hits[-1] + 1) // step) * step)))
+                            min(plane.shape[axis - 1], -(-(hits[-1] + 1) // step) * step)))
     return extent[0], extent[1]
 
 

@@ -33,19 +33,31 @@ from tests.conftest import ct_path, mask_file
 MEMORY_LIMIT = 2 * 2**30
 
 
+# the CLI run by a child that reports its own peak at exit: the kernel's ru_maxrss of a forked
+# child also counts the pytest process it was forked from, whose size depends on earlier tests
+_PEAK_REPORTING_CLI = """
+import atexit, runpy, sys
+def report():
+    with open("/proc/self/status") as status:
+        kib = next(line.split()[1] for line in status if line.startswith("VmHWM:"))
+    sys.stdout.write(f"\\npeak-kib {kib}\\n")
+atexit.register(report)
+sys.argv[0] = "napari-grounding"
+runpy.run_module("napari_grounding.cli", run_name="__main__")
+"""
+
+
 def run_limited(*argv: str, env: dict | None = None) -> tuple[int, str, float]:
     """The CLI in a child process limited to 2 GiB of address space: (exit code, stderr, peak
     resident memory in MiB)."""
     def limit() -> None:
         resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, MEMORY_LIMIT))
 
-    child = subprocess.Popen([sys.executable, "-m", "napari_grounding.cli", *argv],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, preexec_fn=limit,
-                             env={**os.environ, **(env or {})})
-    err = child.stderr.read().decode()
-    _, status, usage = os.wait4(child.pid, 0)
-    child.stderr.close()
-    return os.waitstatus_to_exitcode(status), err, usage.ru_maxrss / 1024
+    done = subprocess.run([sys.executable, "-c", _PEAK_REPORTING_CLI, *argv], capture_output=True,
+                          preexec_fn=limit, env={**os.environ, **(env or {})}, timeout=300)
+    peak = next(int(line.split()[1]) for line in reversed(done.stdout.decode().splitlines())
+                if line.startswith("peak-kib "))
+    return done.returncode, done.stderr.decode(), peak / 1024
 
 
 def one_error_line(capsys, code: int, *fragments: str) -> str:

@@ -5,6 +5,9 @@ report progress in numbers and end with a summary line."""
 from __future__ import annotations
 
 import csv
+import os
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -208,3 +211,45 @@ print(json.dumps(list(runs.values())))
         assert two == one and len(json.loads(two)) == len(open_dataset(data).case_ids())
     written, current = (json.loads(r) for r in runs[2])
     assert [r["result"] for r in written] == ["written"] and [r["result"] for r in current] == ["current"]
+
+
+GLIBC = sys.platform.startswith("linux") and \
+    (os.confstr("CS_GNU_LIBC_VERSION") or "").startswith("glibc")
+
+
+@pytest.mark.skipif(not GLIBC, reason="the reuse of freed memory is set through glibc's mallopt")
+@pytest.mark.parametrize("verb", ["qc", "evaluate"])  # convert and snapshot go the way of qc
+def test_a_local_job_process_reuses_the_memory_it_frees(tmp_path, cluster, verb):
+    """After a job on this machine (its workers are forked from it), a slab-sized buffer freed
+    and asked for again costs no page faults: by default each is a new mapping, faulted in and
+    zeroed afresh by the kernel. A job on a cluster leaves its process as it is."""
+    import subprocess
+
+    data = chexmask_csv(tmp_path)
+    job = [verb, str(data), "--out", str(tmp_path / "out.csv")]
+    if verb == "evaluate":
+        job += ["--pred", str(chexmask_csv(tmp_path / "pred", shift=6.0))]
+    code = f"""
+import resource
+from napari_grounding.cli import main
+
+def refaults():
+    buffer = b"x" * (32 << 20); del buffer  # a range of a mask file, read and let go
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    buffer = b"x" * (32 << 20); del buffer
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+
+default = refaults()
+main({job!r} + ["--scheduler", {cluster!r}])
+on_cluster = refaults()
+main({job!r})
+refaults()  # the buffer's first use from the kept memory
+print(default, on_cluster, refaults())
+"""
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root,
+                          env={**os.environ, "PYTHONPATH": str(root)}, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    default, on_cluster, after_job = map(int, done.stdout.split()[-3:])
+    assert default >= 4000 and on_cluster >= 4000  # 8192 pages of 4 KiB
+    assert after_job < 100

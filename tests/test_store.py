@@ -227,6 +227,34 @@ def test_the_cache_keeps_each_mask_s_statistics(tmp_path, cache, shape):
     assert again.images["ct"].reads.chunks == before  # cache reads (CT and masks) share it
 
 
+def test_a_mask_s_cache_stores_the_chunks_of_its_extent_only(root, cache):
+    """Masks are mostly background: a mask's cache holds every chunk with a voxel of it and
+    none outside its extent (no chunk row without one, none beyond its bounding box), so its
+    size follows the finding's, not the scan's; the image's levels hold every chunk."""
+    case = open_case(root)
+    path = store.write_cache(case)
+    group = zarr.open_group(str(path), mode="r")
+
+    def stored(name):
+        folder = path / name / "c"
+        return {tuple(int(i) for i in f.relative_to(folder).parts) for f in folder.rglob("*")
+                if f.is_file()}
+
+    image = group["s0"]
+    grid = [-(-n // c) for n, c in zip(image.shape, image.chunks, strict=True)]
+    assert len(stored("s0")) == np.prod(grid)
+    for mask_id in case.annotations:
+        name = f"labels/{store._label_name(mask_id)}/s0"
+        values, chunks = group[name][:], group[name].chunks
+        inside = np.argwhere(values)
+        low, high = inside.min(axis=0) // chunks, inside.max(axis=0) // chunks
+        holding = {tuple(int(i) for i in at) for at in np.unique(inside // chunks, axis=0)}
+        kept = stored(name)
+        assert holding <= kept, mask_id
+        assert all(np.all(low <= np.array(k)) and np.all(np.array(k) <= high) for k in kept)
+        assert {k[0] for k in kept} == {k[0] for k in holding}
+
+
 def test_the_viewer_s_direct_arrays_show_what_the_dask_arrays_hold(tmp_path, cache):
     """The stored arrays the viewer slices directly are the display-ordered CT and masks, and
     they count the chunks each slice reaches, as the dask path does."""

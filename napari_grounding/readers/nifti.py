@@ -225,15 +225,28 @@ class SlabReader:
     def __init__(self, source: _ChunkSource, axis: int):
         self.source, self.axis = source, axis
         self._last: tuple[tuple[int, int], np.ndarray] | None = None
+        self._flat: tuple[tuple[int, int], np.ndarray] | None = None
         self._file: Any = None
 
     def __call__(self, start: int, stop: int) -> np.ndarray:
         if self._last is None or self._last[0] != (start, stop):
             key = [slice(None)] * len(self.source.shape)
             key[self.axis] = slice(start, stop)
-            self._last = None  # the old range is let go before the new one is read
+            self._last = self._flat = None  # the old range is let go before the new one is read
             self._last = ((start, stop), self.source.finish(lambda: self._read(tuple(key))))
         return self._last[1]
+
+    def flattened(self, start: int, stop: int) -> np.ndarray:
+        """Range ``start:stop`` collapsed along the axis to length 1: nonzero wherever a value
+        along it is (its bits OR-ed; -0.0 counts as set). One pass over the range for all the
+        channels of a file, where testing each channel's strided values took four."""
+        values = self(start, stop)
+        if self._flat is None or self._flat[0] != (start, stop):
+            size = values.dtype.itemsize
+            bits = values.view(f"u{size}") if size in (1, 2, 4, 8) else values != 0
+            self._flat = ((start, stop), np.bitwise_or.reduce(bits, axis=self.axis,
+                                                              keepdims=True))
+        return self._flat[1]
 
     def _read(self, key: tuple[slice, ...]) -> np.ndarray:
         from nibabel.fileslice import fileslice
@@ -265,7 +278,7 @@ class SlabReader:
 
     def forget(self) -> None:
         """Let go of the last range and close the file (reopened when asked again)."""
-        self._last = None
+        self._last = self._flat = None
         if self._file is not None:
             self._file.close()
             self._file = None
@@ -293,6 +306,10 @@ class SlabView:
 
     def __call__(self, start: int, stop: int) -> np.ndarray:
         block = self.reader(start, stop)
+        return block if self.index is None else block[self.index]
+
+    def flattened(self, start: int, stop: int) -> np.ndarray:
+        block = self.reader.flattened(start, stop)
         return block if self.index is None else block[self.index]
 
     def forget(self) -> None:

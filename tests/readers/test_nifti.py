@@ -227,3 +227,23 @@ def test_reader_declines_niftis_it_cannot_show(tmp_path, phantom, sample_root):
     assert napari_get_reader(str(mask)) is not None
     (tmp_path / "broken.nii.gz").write_bytes(b"not a nifti")
     assert napari_get_reader(str(tmp_path / "broken.nii.gz")) is None
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.int16, np.float32, np.float64])
+def test_a_flattened_range_is_set_wherever_a_value_along_it_is(tmp_path, dtype):
+    """The cache writer finds a mask's extent in a range from the range collapsed along the
+    read axis: nonzero exactly where some value along it is nonzero (or a float's -0.0, kept
+    as stored), on every range, whatever the type."""
+    rng = np.random.default_rng(1)
+    values = np.where(rng.random((20, 18, 30)) < 0.01, rng.integers(1, 9, (20, 18, 30)), 0)
+    values = values.astype(dtype)
+    if values.dtype.kind == "f":
+        values[3, 4, 25] = -0.0
+    image = open_volume(save_nifti(tmp_path / "m.nii.gz", values, np.eye(4)))
+    slabs, axis = image.slabs, image.slabs.axis
+    for start, stop in ((0, 7), (7, 8), (8, 30)):
+        read = slabs(start, stop)
+        flat = slabs.flattened(start, stop)
+        set_ = (read != 0) | (np.signbit(read) if read.dtype.kind == "f" else False)
+        np.testing.assert_array_equal(flat != 0, set_.any(axis=axis, keepdims=True))
+        assert flat.shape[axis] == 1
