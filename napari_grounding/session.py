@@ -280,12 +280,13 @@ class Session:
 
     def reviewable_items(self) -> list[TextItem]:
         """What a reviewer goes through: the items grounded by annotations of their own (the
-        findings, the answers), or every item of a case with none."""
+        findings, the answers), or in a case with none the items holding no others (a report's
+        sentences, not the sections they make up)."""
         if self.case is None:
             return []
         items = list(self.case.walk())
         grounded = [i for i in items if any(a in self.case.annotations for a in i.annotations)]
-        return grounded or items
+        return grounded or [i for i in items if not i.children]
 
     def item_key(self, item_id: str) -> str:
         return self.case.item_key(self.case.item(item_id))

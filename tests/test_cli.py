@@ -56,6 +56,28 @@ def test_describe_mask_numbers_match_the_phantom(described, phantom):
     assert items["finding/2"]["annotations"][0]["labels"] == [1, 2]
 
 
+def test_describe_says_the_same_of_a_case_read_from_its_cache(tmp_path, sample_root, capsys,
+                                                               monkeypatch):
+    """Once converted, the case is read from its cache and described as from its files (and
+    where its cache is): the image's source as the user named it (relative here), every
+    number the same."""
+    from napari_grounding import store
+    from napari_grounding.readers import open_case
+
+    monkeypatch.setenv(store.CACHE_ENV, str(tmp_path / "cache"))
+    monkeypatch.chdir(sample_root.parent)
+    typed = sample_root.name
+    code, before, _ = run(capsys, "describe", typed, "--json")
+    assert code == 0
+    assert run(capsys, "convert", typed, "--out", str(tmp_path / "cache"))[0] == 0
+    assert open_case(typed).images["ct"].meta.get("cache")  # read from the cache now
+    code, after, _ = run(capsys, "describe", typed, "--json")
+    after = json.loads(after)
+    assert code == 0 and after["images"][0].pop("cache")  # where it was read from, besides
+    assert after == json.loads(before)
+    assert after["images"][0]["source"].startswith(typed)
+
+
 def test_describe_items_have_the_schema_keys(described):
     def check(item):
         assert {"id", "text", "tags", "annotations", "children"} <= set(item)

@@ -173,3 +173,22 @@ def test_keys_with_nothing_to_do_say_why(tmp_path):
     assert requested == []  # no case after the last
     assert notices[-1] == ("Every item of c is reviewed, and it is the last case.",)
     session.review.close()
+
+
+def test_a_case_without_annotations_is_reviewed_sentence_by_sentence(tmp_path):
+    """With nothing grounded, the reviewer goes through the items holding no others: a
+    report's sentences count and are stepped to by "next unreviewed", its section does not."""
+    from napari_grounding.review import ReviewLog
+
+    session = Session()
+    session.set_dataset(Cases())
+    session.set_case(toy_case("a"))
+    session.set_review(ReviewLog(tmp_path / "log.jsonl", "ada"))
+    assert [i.id for i in session.reviewable_items()] == ["finding/0", "finding/1", "report/0"]
+    assert session.review_progress() == (0, 3)
+    session.select(["finding/1"])
+    session.record("accept")
+    assert session.next_unreviewed() == "report/0"
+    session.record("reject")
+    assert session.review_progress() == (2, 3)
+    session.review.close()
