@@ -316,3 +316,23 @@ def test_case_keys_list_items_then_their_annotations(tmp_path, sample_root):
     assert keys[:4] == ["ct-rate/train_1_a_1/finding/0", "ct-rate/train_1_a_1/mask/0",
                         "ct-rate/train_1_a_1/finding/1", "ct-rate/train_1_a_1/mask/1"]
     assert len(keys) == len(set(keys))
+
+
+@pytest.mark.parametrize("kind", ["ct", "chexmask", "rexgradient", "qba"])
+def test_a_review_log_goes_beside_the_dataset_opened(tmp_path, kind):
+    """The default log is in the folder the reviewer opened (or the opened file's), one per
+    dataset: never deep inside one study's image folder, which would split the reviews."""
+    from napari_grounding.readers import open_dataset
+    from napari_grounding.review import data_root, default_log_path
+    from napari_grounding.sample import write_sample
+    from napari_grounding.sample_cxr import write_chexmask_sample, write_rexgradient_sample
+    from napari_grounding.sample_qba import write_qba_sample
+
+    writers = {"ct": write_sample, "chexmask": write_chexmask_sample,
+               "rexgradient": write_rexgradient_sample, "qba": write_qba_sample}
+    opened = writers[kind](tmp_path / kind)
+    dataset = open_dataset(opened)
+    case = dataset.open_case(dataset.case_ids()[0])
+    folder = opened if opened.is_dir() else opened.parent
+    log = default_log_path(data_root(dataset, case), case.key.split("/")[0], "ada")
+    assert log.parent == folder / ".napari-grounding"

@@ -42,6 +42,7 @@ class ReXGradientDataset:
         files = [path] if path.is_file() else sorted(
             _metadata_folder(path).glob("*_metadata_view_position.json"))
         self.metadata = files[0].parent
+        self.root = path if path.is_dir() else path.parent  # what was opened (reviews go there)
         self.images = images
         self.studies: dict[str, dict[str, Any]] = {}
         for file in files:
