@@ -22,6 +22,7 @@ import math
 import os
 import shutil
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -30,11 +31,11 @@ import numpy as np
 from . import cache_folders as folders
 from . import write_behind
 from .metrics import MaskStats, block_profiles, combine_profiles, compute_isolated
-from .model import Case, Image, MaskAnnotation, Orientation, ReadCounter
+from .model import Case, Image, MaskAnnotation, Orientation, ReadCounter, stored
 from .stored_array import StoredArray
 from .windows import CT_DEFAULT_WINDOW, window_limits
 
-if TYPE_CHECKING:  # zarr, ome-zarr and dask.array are imported where used: start-up stays fast
+if TYPE_CHECKING:  # zarr and dask.array are imported where used: start-up stays fast
     import dask.array as da
     import zarr
 
@@ -44,6 +45,7 @@ CACHE_ENV = "NAPARI_GROUNDING_CACHE"
 CHUNKS = (32, 128, 128)
 CODEC = {"cname": "lz4", "clevel": 5, "shuffle": "shuffle"}  # blosc
 FORMAT = 2
+NGFF = "0.5"
 AXES = [{"name": n, "type": "space", "unit": "millimeter"} for n in ("z", "y", "x")]
 _STAMP = "napari_grounding"
 # content identity: the first and last blocks (header, gzip CRC and size trailer) and blocks
@@ -281,9 +283,11 @@ def _halve(block: np.ndarray, dtype: np.dtype) -> np.ndarray:
 class _Slabs:
     """Display rows ``z0:z1`` of an array in source order (an image's or a mask's), from its
     ``slabs`` reader when it has one along the display's first axis: each range one forward
-    read, flipped and transposed in memory; else from its dask array."""
+    read, flipped and transposed in memory; else from its dask array (``source()``, built
+    only then: building a graph imports dask.array, half a second of a job process's start)."""
 
-    def __init__(self, orientation: Orientation, source: Any, reader: Any, owner: Any):
+    def __init__(self, orientation: Orientation, source: Callable[[], Any], reader: Any,
+                 owner: Any):
         self.orientation, self.source = orientation, source
         usable = reader is not None and reader.axis == orientation.source_axes[0] \
             and reader.stands_for(owner)  # not when the owner's data was replaced since
@@ -296,7 +300,7 @@ class _Slabs:
         """The rows in display order: a view of the read range when there is a reader."""
         o = self.orientation
         if self.reader is None:
-            return np.asarray(compute_isolated(o.to_display(self.source)[z0:z1])[0])
+            return np.asarray(compute_isolated(o.to_display(self.source())[z0:z1])[0])
         return o.to_display(self.reader(*self._range(z0, z1)))
 
     def plane(self, z0: int, z1: int, rows: np.ndarray) -> np.ndarray:
@@ -326,25 +330,65 @@ def _write_image(group: zarr.Group, image: Image, shapes: list[tuple[int, ...]],
                  chunks: tuple[int, ...]) -> None:
     """Every pyramid level in one pass over the source: each slab of level 0 is written,
     halved in memory into the next level's rows, and so on (no level is read back)."""
-    dtype = image.data.dtype
+    dtype = image.dtype
     levels = [_create(group, f"s{i}", shape, dtype,
                       tuple(min(c, n) for c, n in zip(chunks, shape, strict=True)))
               for i, shape in enumerate(shapes)]
     # whole row pairs down to the coarsest level, in whole chunk rows of level 0
     step = chunks[0] * max(1, math.ceil(2 ** (len(shapes) - 1) / chunks[0]))
-    slabs = _Slabs(image.orientation, image.orientation.to_source(image.data), image.slabs,
-                   image.data)
+    slabs = _Slabs(image.orientation, lambda: image.orientation.to_source(image.data),
+                   image.slabs, stored(image))
+
+    rows = [_ChunkRows(level) for level in levels]
 
     def store_levels(block: np.ndarray, start: int) -> None:
-        for index, level in enumerate(levels):
+        for index, level in enumerate(rows):
             if index:
                 block, start = _halve(block, dtype), start // 2
-            if block.shape[0]:
-                level[start : start + block.shape[0]] = block
+            level.add(start, block)
 
     with write_behind.WriteBehind(write_behind.allowed()) as behind:
         for z0, z1 in _slab_order(shapes[0][0], step, image.orientation.flips[0]):
             behind.submit(functools.partial(store_levels, slabs(z0, z1), z0))
+    for level in rows:
+        level.close()
+
+
+class _ChunkRows:
+    """Rows of one array given in runs of any length, front to back or back to front, each
+    stored once its chunk row is whole: a chunk written in parts is read back, merged and
+    encoded again for every part (a coarser level's slab is a half, a quarter... of one)."""
+
+    def __init__(self, array: zarr.Array):
+        self.array, self.step = array, array.chunks[0]
+        self._pending: dict[int, list[tuple[int, np.ndarray]]] = {}
+
+    def add(self, start: int, block: np.ndarray) -> None:
+        stop = start + block.shape[0]
+        while start < stop:  # a run crossing chunk rows: its part in each
+            row = start // self.step
+            end = min(stop, (row + 1) * self.step)
+            parts = self._pending.setdefault(row, [])
+            parts.append((start, block[: end - start]))
+            block, start = block[end - start :], end
+            if sum(len(part) for _, part in parts) == self._rows(row):
+                self._store(row)
+
+    def close(self) -> None:
+        """Store whatever is left, each run where it goes (nothing, when every row was given)."""
+        for parts in self._pending.values():
+            for start, block in parts:
+                self.array[start : start + block.shape[0]] = block
+        self._pending.clear()
+
+    def _rows(self, row: int) -> int:
+        return min(self.step, self.array.shape[0] - row * self.step)
+
+    def _store(self, row: int) -> None:
+        parts = sorted(self._pending.pop(row), key=lambda part: part[0])  # whole: contiguous
+        start = parts[0][0]
+        block = parts[0][1] if len(parts) == 1 else np.concatenate([p for _, p in parts])
+        self.array[start : start + block.shape[0]] = block
 
 
 def _write_masks(labels: zarr.Group, masks: list[MaskAnnotation], image: Image,
@@ -352,9 +396,9 @@ def _write_masks(labels: zarr.Group, masks: list[MaskAnnotation], image: Image,
     """Each label's single level, slab by slab for all of them at once in the CT's forward
     order: the channels of one mask file share each read of it. Returns each mask's statistics
     (source axis order), measured in the same pass, so an opening from the cache reads none."""
-    arrays = [_create(labels.create_group(_label_name(m.id)), "s0", shape,
-                      np.dtype(m.data.dtype), chunks) for m in masks]
-    slabs = [_Slabs(image.orientation, m.data, m.slabs, m.data) for m in masks]
+    arrays = [_create(labels[_label_name(m.id)], "s0", shape, np.dtype(stored(m).dtype), chunks)
+              for m in masks]
+    slabs = [_Slabs(image.orientation, lambda m=m: m.data, m.slabs, stored(m)) for m in masks]
     partials: list[list[tuple[tuple[int, ...], Any]]] = [[] for _ in masks]
 
     def touched(z0: int, z1: int) -> list[tuple[tuple[slice, slice], np.ndarray] | None]:
@@ -428,6 +472,14 @@ def _chunks_touched(plane: np.ndarray, chunks: tuple[int, ...]) -> tuple[slice, 
     return extent[0], extent[1]
 
 
+def _multiscales(name: str, levels: int, scale: list[float]) -> dict[str, Any]:
+    """The NGFF attributes of a multiscale image whose level ``i`` is ``s{i}``, halved
+    ``i`` times (written by hand: ome-zarr's writer took 0.8 s to import in every job process,
+    scipy and scikit-image with it; tests check them with ome-zarr's reader and models)."""
+    return {"version": NGFF, "multiscales": [{"datasets": _datasets(levels, scale),
+                                              "name": name, "axes": AXES}]}
+
+
 def _datasets(levels: int, scale: list[float]) -> list[dict[str, Any]]:
     return [{"path": f"s{level}", "coordinateTransformations": [
         {"type": "scale", "scale": [s * 2**level for s in scale]},
@@ -436,40 +488,43 @@ def _datasets(levels: int, scale: list[float]) -> list[dict[str, Any]]:
 
 def _write(case: Case, image: Image, partial: Path, expected: dict[str, Any]) -> None:
     import zarr
-    from ome_zarr.writer import write_label_metadata, write_multiscales_metadata
 
-    group = zarr.open_group(str(partial), mode="a")  # fresh folder: only our lock file
+    from .unpublished_store import UnpublishedStore
+
+    group = zarr.open_group(UnpublishedStore(partial), mode="a")  # fresh: only our lock file
     scale = [float(s) for s in image.spacing]
-    shape = tuple(int(n) for n in image.data.shape)
+    shape = tuple(int(n) for n in stored(image).shape)
     chunks = tuple(min(c, n) for c, n in zip(CHUNKS, shape, strict=True))
     shapes = _pyramid_shapes(shape)
     try:
         _write_image(group, image, shapes, chunks)
     finally:
         _forget(image.slabs)
-    write_multiscales_metadata(group, _datasets(len(shapes), scale), axes=AXES, name="/")
     masks = _masks(case, image)
     stats: dict[str, MaskStats] = {}
     if masks:
-        labels = group.create_group("labels")
+        names = [_label_name(m.id) for m in masks]
+        labels = group.create_group("labels", attributes={"ome": {"version": NGFF,
+                                                                  "labels": names}})
+        for name in names:
+            labels.create_group(name, attributes={"ome": {
+                **_multiscales(name, 1, scale),
+                "image-label": {"version": NGFF, "source": {"image": "../../"}}}})
         try:
             stats = _write_masks(labels, masks, image, shape, chunks)
         finally:
             for mask in masks:
                 _forget(mask.slabs)
-        for mask in masks:
-            name = _label_name(mask.id)
-            write_multiscales_metadata(labels[name], _datasets(1, scale), axes=AXES, name=name)
-            write_label_metadata(labels, name, source={"image": "../../"})
-        labels.attrs["ome"] = {**labels.attrs["ome"], "version": "0.5"}  # NGFF 0.5 asks for it
-    group.attrs[_STAMP] = {**expected, "origin": list(image.origin),
-                           "source_axes": list(image.orientation.source_axes),
-                           "flips": list(image.orientation.flips),
-                           "source_shape": list(image.orientation.source_shape),
-                           "masks": {m.id: _file_stamp(m.source) for m in masks},
-                           "mask_stats": {i: _stats_json(st) for i, st in stats.items()},
-                           "meta": {k: v for k, v in image.meta.items() if k != "cache"}}
-    # the stamp is written last: a version without it is never used
+    group.attrs.update({"ome": _multiscales("/", len(shapes), scale), _STAMP: {
+        **expected, "origin": list(image.origin),
+        "source_axes": list(image.orientation.source_axes),
+        "flips": list(image.orientation.flips),
+        "source_shape": list(image.orientation.source_shape),
+        "masks": {m.id: _file_stamp(m.source) for m in masks},
+        "mask_stats": {i: _stats_json(st) for i, st in stats.items()},
+        "meta": {k: v for k, v in image.meta.items() if k != "cache"}}})
+    # the stamp is written last (with the image's NGFF attributes): a version without it is
+    # never used
 
 
 def _label_name(annotation_id: str) -> str:

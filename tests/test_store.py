@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from pathlib import Path
 
 import nibabel as nib
 import numpy as np
@@ -145,6 +146,29 @@ def test_the_cache_is_valid_ngff_0_5(root, cache):
         assert label.attributes.ome.image_label.source.image == "../../"
 
 
+def test_ome_zarr_s_reader_finds_the_pyramid_and_its_labels(tmp_path, cache):
+    """What napari-ome-zarr sees of a cache: the multiscale CT with its physical scale per
+    level, and each mask as a label image of the CT's shape pointing back at it."""
+    pytest.importorskip("ome_zarr", reason="ome-zarr not installed")
+    from ome_zarr.io import parse_url
+    from ome_zarr.reader import Label, Multiscales, Reader
+
+    root = write_sample(tmp_path / "big", make_phantom((300, 280, 40), (1.0, 1.0, 2.0)))
+    path = store.write_cache(open_case(root))
+    nodes = {Path(node.zarr.path).relative_to(path).as_posix(): node
+             for node in Reader(parse_url(str(path)))()}
+    image = nodes["."]
+    assert any(isinstance(spec, Multiscales) for spec in image.specs)
+    assert [level.shape for level in image.data] == [(40, 280, 300), (20, 140, 150), (10, 70, 75)]
+    assert [t[0]["scale"] for t in image.metadata["coordinateTransformations"]] == [
+        [2.0, 1.0, 1.0], [4.0, 2.0, 2.0], [8.0, 4.0, 4.0]]
+    labels = sorted(name for name in nodes if name.startswith("labels/"))
+    assert labels == ["labels/mask_0", "labels/mask_1", "labels/mask_2"]
+    for name in labels:
+        assert any(isinstance(spec, Label) for spec in nodes[name].specs)
+        assert [level.shape for level in nodes[name].data] == [(40, 280, 300)]
+
+
 @pytest.mark.parametrize("dtype", ["int16", "uint8", "int8", "uint16", "int32", "uint32",
                                    "float32"])
 def test_a_pyramid_level_holds_the_means_of_2x2x2_blocks(dtype):
@@ -198,13 +222,69 @@ def test_writing_behind_the_reads_stores_what_writing_in_turn_does(tmp_path, cac
     with dask.config.set({write_behind.THREADS_KEY: 1}):
         in_turn = store.write_cache(open_case(root), root=tmp_path / "in-turn")
 
-    def files(folder):
-        return {p.relative_to(folder).as_posix(): p.read_bytes() for p in folder.rglob("*")
-                if p.is_file() and "lock" not in p.name}
-
-    written = files(behind)
+    written = _files(behind)
     assert sum("/c/" in name for name in written) > 10  # chunks of every level and mask
-    assert written == files(in_turn)
+    assert written == _files(in_turn)
+
+
+def _files(folder):
+    """Every file of a cache version by its path inside it, with its bytes (no lock file)."""
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in folder.rglob("*")
+            if p.is_file() and "lock" not in p.name}
+
+
+@pytest.mark.parametrize("shape", [(300, 280, 40), (260, 150, 67)])
+def test_every_chunk_of_every_level_is_stored_once(tmp_path, cache, monkeypatch, shape):
+    """A coarser level's rows come in halves and quarters of a chunk row: each chunk is still
+    stored once, whole (a chunk stored in parts is read back, merged and encoded per part)."""
+    from napari_grounding.unpublished_store import UnpublishedStore
+
+    stored: list[str] = []
+    original = UnpublishedStore.set
+
+    async def counted(self, key, value):
+        stored.append(key)
+        await original(self, key, value)
+
+    monkeypatch.setattr(UnpublishedStore, "set", counted)
+    root = write_sample(tmp_path / "big", make_phantom(shape, (1.0, 1.0, 2.0)))
+    path = store.write_cache(open_case(root))
+    chunks = [key for key in stored if "/c/" in key]
+    assert len(chunks) == len(set(chunks))
+    group = zarr.open_group(str(path), mode="r")
+    levels = [d["path"] for d in group.attrs["ome"]["multiscales"][0]["datasets"]]
+    assert len(levels) >= 2
+    for level in levels:
+        grid = [-(-n // c) for n, c in zip(group[level].shape, group[level].chunks, strict=True)]
+        assert sum(key.startswith(f"{level}/c/") for key in chunks) == np.prod(grid), level
+    assert set(chunks) == {name for name in _files(path) if "/c/" in name}
+
+
+def test_the_cache_s_files_are_what_zarr_s_own_store_writes(cache, tmp_path, monkeypatch):
+    """The unpublished version's store writes each file straight into place: the same files,
+    byte for byte, as zarr's LocalStore (temporary file and rename per chunk), and no other."""
+    from zarr.storage import LocalStore
+
+    from napari_grounding import unpublished_store
+
+    root = write_sample(tmp_path / "big", make_phantom((300, 280, 40), (1.0, 1.0, 2.0)))
+    ours = store.write_cache(open_case(root), root=tmp_path / "ours")
+    monkeypatch.setattr(unpublished_store, "UnpublishedStore", LocalStore)
+    zarrs = store.write_cache(open_case(root), root=tmp_path / "zarr")
+    assert ours.name == zarrs.name
+    written = _files(ours)
+    assert sum("/c/" in name for name in written) > 10
+    assert written == _files(zarrs)
+
+
+def test_a_file_written_into_place_replaces_the_old_and_makes_its_folders(tmp_path):
+    from napari_grounding.unpublished_store import write_file
+
+    path = tmp_path / "a" / "c" / "0" / "1"
+    write_file(path, b"first, longer")
+    write_file(path, memoryview(b"second"))
+    assert path.read_bytes() == b"second"
+    assert [p.name for p in tmp_path.rglob("*") if p.is_file()] == ["1"]
 
 
 @pytest.mark.parametrize("shape", [None, (260, 150, 67)])
