@@ -183,6 +183,28 @@ class ReviewLog:
         self._latest[key] = decision
         return decision
 
+    def merge(self, other: str | Path) -> int:
+        """Carry this reviewer's decisions from another log into this one: each key's decision
+        there that is newer than this log's (or the only one), appended with its own time.
+        Returns how many; a second merge of the same log appends none. The other log is only
+        read."""
+        theirs, _ = read_log(other)
+        newer = [d for d in latest(d for d in theirs if d.reviewer == self.reviewer).values()
+                 if d.key not in self._latest
+                 or parse_time(d.time) > parse_time(self._latest[d.key].time)]
+        if not newer:
+            return 0
+        fd = self._open()
+        try:
+            _write_all(fd, b"".join(d.to_line() for d in newer))
+            os.fsync(fd)
+        except OSError as err:
+            self.close()
+            raise GroundingError(f"{self.path}: decisions of {other} not saved "
+                                 f"({err.strerror or err})") from None
+        self._latest.update((d.key, d) for d in newer)
+        return len(newer)
+
     def _open(self) -> int:
         if self._fd is not None:
             return self._fd
@@ -284,13 +306,17 @@ def slug(name: str) -> str:
     return text[:64] or "unnamed"
 
 
+def log_name(dataset: str, reviewer: str) -> str:
+    return f"review-{slug(dataset)}-{slug(reviewer)}.jsonl"
+
+
 def default_log_path(data_root: str | Path, dataset: str, reviewer: str) -> Path:
     """``<data root>/.napari-grounding/review-<dataset>-<reviewer>.jsonl`` when that folder can
     be written, else the same name under the user data folder's ``reviews/``."""
     root = Path(data_root)
     if root.is_file():  # a dataset named by one of its files (dataset.json, a CSV)
         root = root.parent
-    name = f"review-{slug(dataset)}-{slug(reviewer)}.jsonl"
+    name = log_name(dataset, reviewer)
     folder = root / LOG_FOLDER
     usable = _writable(folder) if folder.exists() else _writable(root)
     if usable:
@@ -305,6 +331,17 @@ def data_root(dataset: object, case: Case) -> Path:
         return Path(root)
     sources = [i.source for i in case.images.values() if i.source]
     return Path(sources[0]).parent if sources else user_data_path(APP)
+
+
+def earlier_log_path(case: Case, dataset: str, reviewer: str) -> Path | None:
+    """The log a reviewer may have beside a case's first image, where a dataset opened
+    without a root folder (ReXGradient) kept it before its log moved beside the dataset:
+    one per study. None when there is none."""
+    sources = [i.source for i in case.images.values() if i.source]
+    if not sources:
+        return None
+    path = Path(sources[0]).parent / LOG_FOLDER / log_name(dataset, reviewer)
+    return path if path.is_file() else None
 
 
 def _writable(folder: Path) -> bool:

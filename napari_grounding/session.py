@@ -7,6 +7,7 @@ reads state back out of a Qt control, so everything here is tested without a vie
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from psygnal import Signal
@@ -14,7 +15,7 @@ from psygnal import Signal
 from .filters import kept_items
 from .model import Case, GroundingError, TextItem
 from .navigation import item_annotation_ids
-from .review import Decision, ReviewLog
+from .review import Decision, ReviewLog, earlier_log_path
 from .windows import CT_DEFAULT_WINDOW, CT_WINDOWS, takes_ct_windows, window_for
 
 MASK_MODES = ("all", "selected")
@@ -277,6 +278,20 @@ class Session:
     def set_review(self, log: ReviewLog | None) -> None:
         self.review = log
         self.review_changed.emit(log)
+
+    def carry_earlier_decisions(self) -> tuple[int, Path | None]:
+        """The reviewer's decisions in the open case's earlier log (beside its first image,
+        where a ReXGradient study's went before its log moved beside the dataset) carried into
+        the open log, when newer: (how many, from where)."""
+        if self.review is None or self.case is None:
+            return 0, None
+        earlier = earlier_log_path(self.case, self.case.key.split("/")[0], self.review.reviewer)
+        if earlier is None or earlier.resolve() == self.review.path.resolve():
+            return 0, None
+        count = self.review.merge(earlier)
+        if count:
+            self.review_changed.emit(self.review)
+        return count, earlier
 
     def reviewable_items(self) -> list[TextItem]:
         """What a reviewer goes through: the items grounded by annotations of their own (the

@@ -20,6 +20,7 @@ from napari_grounding.cli import main
 from napari_grounding.model import GroundingError
 from napari_grounding.review import (
     EXPORT_COLUMNS,
+    Decision,
     ReviewLog,
     ReviewLogWarning,
     case_keys,
@@ -336,3 +337,46 @@ def test_a_review_log_goes_beside_the_dataset_opened(tmp_path, kind):
     folder = opened if opened.is_dir() else opened.parent
     log = default_log_path(data_root(dataset, case), case.key.split("/")[0], "ada")
     assert log.parent == folder / ".napari-grounding"
+
+
+def test_decisions_left_beside_a_study_s_images_join_the_dataset_s_log(tmp_path):
+    """A ReXGradient study's log used to be kept beside its first image: opening the study
+    carries the reviewer's decisions from there into the dataset's log (newer wins, by time),
+    once; the earlier log is only read."""
+    from napari_grounding.readers import open_dataset
+    from napari_grounding.review import data_root, log_name
+    from napari_grounding.sample_cxr import write_rexgradient_sample
+    from napari_grounding.session import Session
+
+    opened = write_rexgradient_sample(tmp_path / "rexgradient")
+    dataset = open_dataset(opened)
+    case = dataset.open_case(dataset.case_ids()[0])
+    keys = [case.item_key(item) for item in case.walk()][:3]
+    first_image = Path(next(i.source for i in case.images.values() if i.source))
+    earlier = first_image.parent / ".napari-grounding" / log_name("rexgradient", "ada")
+    earlier.parent.mkdir()
+    earlier.write_bytes(b"".join(d.to_line() for d in (
+        Decision(keys[0], "accept", "", "ada", "2026-01-01T10:00:00.000Z"),
+        Decision(keys[1], "reject", "too wide", "ada", "2026-01-01T10:00:01.000Z"),
+        Decision(keys[2], "accept", "", "bob", "2026-01-01T10:00:02.000Z"),  # another reviewer
+    )))
+    before = earlier.read_bytes()
+    log = ReviewLog(default_log_path(data_root(dataset, case), "rexgradient", "ada"), "ada")
+    log.record(keys[1], "accept")  # decided again since, here: this one stands
+    session = Session()
+    session.set_dataset(dataset)
+    session.set_case(case)
+    session.set_review(log)
+    changed = []
+    session.review_changed.connect(changed.append)
+
+    assert session.carry_earlier_decisions() == (1, earlier)
+    assert changed == [log]
+    assert log.verdict(keys[0]) == "accept" and log.verdict(keys[1]) == "accept"
+    assert keys[2] not in log.decisions()
+    assert session.carry_earlier_decisions() == (0, earlier)
+    log.close()
+    again = ReviewLog(log.path, "ada")  # on disk, with the earlier decision's own time
+    assert again.decisions()[keys[0]].time == "2026-01-01T10:00:00.000Z"
+    assert again.verdict(keys[1]) == "accept"
+    assert earlier.read_bytes() == before

@@ -273,6 +273,19 @@ class GroundingPanel(QWidget):
             current.close()
         self.session.set_review(log)
 
+    def carry_earlier_decisions(self) -> None:
+        """Into the default log, the decisions a reviewer left in the open study's own log."""
+        if self.log_path is not None:
+            return  # --log FILE: the reviewer chose the log
+        try:
+            count, earlier = self.session.carry_earlier_decisions()
+        except GroundingError as err:
+            show_error(str(err))
+            return
+        if count:
+            show_info(f"{count} earlier decision{'s' * (count != 1)} of this study carried from "
+                      f"{earlier} into {self.session.review.path}")
+
     def resume(self) -> None:
         """Go to the case of the reviewer's latest decision in this dataset (it opens on its
         first item still to review)."""
@@ -284,6 +297,7 @@ class GroundingPanel(QWidget):
         if case is None:
             return
         self.open_review()
+        self.carry_earlier_decisions()
         self.title.setText(f"<b>{html.escape(case.dataset)}</b> / {html.escape(case.id)}<br>"
                            f"{case_badges(case)}")
         self.title.setToolTip("\n".join(f"{k}: {v}" for k, v in case.tags.items()))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from qtpy.QtCore import Qt
@@ -138,3 +139,30 @@ def test_a_verdict_on_one_annotation_of_an_item(make_napari_viewer, qtbot, sampl
     assert panel.session.review_target is None and target.currentIndex() == 0
     lines = [json.loads(line) for line in panel.session.review.path.read_text().splitlines()]
     assert [(d["key"], d["verdict"]) for d in lines] == [(f"ct-rate/{CASE}/mask/0", "needs_fix")]
+
+
+def test_a_study_s_earlier_log_is_carried_into_the_dataset_s(make_napari_viewer, qtbot, tmp_path,
+                                                              reviewer):
+    """Verdicts a reviewer left beside a ReXGradient study's images (where its log was kept
+    before) are there when the study opens: counted, shown, and in the dataset's log."""
+    from napari_grounding.review import Decision, log_name
+    from napari_grounding.sample_cxr import write_rexgradient_sample
+
+    root = write_rexgradient_sample(tmp_path / "rexgradient")
+    dataset = open_dataset(root)
+    case = dataset.open_case(dataset.case_ids()[0])
+    first = next(item for item in case.walk() if not item.children)  # a report's sentence
+    key = case.item_key(first)
+    folder = Path(next(i.source for i in case.images.values() if i.source)).parent
+    earlier = folder / ".napari-grounding" / log_name("rexgradient", reviewer)
+    earlier.parent.mkdir()
+    earlier.write_bytes(Decision(key, "reject", "cut", reviewer, "2026-01-01T10:00:00.000Z")
+                        .to_line())
+    viewer = make_napari_viewer(show=True)
+    panel = show_case(viewer, case, dataset=dataset)
+    settle()
+    log_path = panel.session.review.path
+    assert log_path == root / ".napari-grounding" / log_name("rexgradient", reviewer)
+    assert panel.review.status.text().startswith("This case: 1 / ")
+    assert panel.session.verdict_of(first.id).verdict == "reject"
+    assert [(d.key, d.verdict, d.comment) for d in read_log(log_path)[0]] == [(key, "reject", "cut")]
