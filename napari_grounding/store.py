@@ -251,16 +251,17 @@ def _masks(case: Case, image: Image) -> list[MaskAnnotation]:
 
 
 def _create(group: zarr.Group, name: str, shape: tuple[int, ...], dtype: np.dtype,
-            chunks: tuple[int, ...]) -> zarr.Array:
+            chunks: tuple[int, ...], store_empty: bool = True) -> zarr.Array:
     from zarr.codecs import BloscCodec
 
     # every chunk given is stored: zarr's own test of each chunk for all-zero (an equal_nan
     # array_equal) cost more than encoding it. The mask writer leaves out the background
-    # beyond each chunk row's extent itself (the few empty chunks within it are stored).
+    # beyond each chunk row's extent itself (the few empty chunks within it are stored), and
+    # zarr leaves out the empty ones within it on its coarser levels (few chunks).
     return group.create_array(name, shape=shape, dtype=dtype, chunks=chunks,
                               compressors=[BloscCodec(**CODEC)], fill_value=0,
                               dimension_names=("z", "y", "x"),
-                              config={"write_empty_chunks": True})
+                              config={"write_empty_chunks": store_empty})
 
 
 def _halve(block: np.ndarray, dtype: np.dtype) -> np.ndarray:
@@ -326,6 +327,12 @@ def _slab_order(rows: int, step: int, flipped: bool) -> list[tuple[int, int]]:
     return ranges[::-1] if flipped else ranges
 
 
+def _pyramid_step(levels: int, chunks: tuple[int, ...]) -> int:
+    """Rows of level 0 per slab: whole row pairs down to the coarsest level, in whole chunk
+    rows of level 0."""
+    return chunks[0] * max(1, math.ceil(2 ** (levels - 1) / chunks[0]))
+
+
 def _write_image(group: zarr.Group, image: Image, shapes: list[tuple[int, ...]],
                  chunks: tuple[int, ...]) -> None:
     """Every pyramid level in one pass over the source: each slab of level 0 is written,
@@ -334,8 +341,7 @@ def _write_image(group: zarr.Group, image: Image, shapes: list[tuple[int, ...]],
     levels = [_create(group, f"s{i}", shape, dtype,
                       tuple(min(c, n) for c, n in zip(chunks, shape, strict=True)))
               for i, shape in enumerate(shapes)]
-    # whole row pairs down to the coarsest level, in whole chunk rows of level 0
-    step = chunks[0] * max(1, math.ceil(2 ** (len(shapes) - 1) / chunks[0]))
+    step = _pyramid_step(len(shapes), chunks)
     slabs = _Slabs(image.orientation, lambda: image.orientation.to_source(image.data),
                    image.slabs, stored(image))
 
@@ -357,10 +363,12 @@ def _write_image(group: zarr.Group, image: Image, shapes: list[tuple[int, ...]],
 class _ChunkRows:
     """Rows of one array given in runs of any length, front to back or back to front, each
     stored once its chunk row is whole: a chunk written in parts is read back, merged and
-    encoded again for every part (a coarser level's slab is a half, a quarter... of one)."""
+    encoded again for every part (a coarser level's slab is a half, a quarter... of one).
+    Unless ``store_empty``, only the chunks of a row's extent are stored (the others read as
+    zeros)."""
 
-    def __init__(self, array: zarr.Array):
-        self.array, self.step = array, array.chunks[0]
+    def __init__(self, array: zarr.Array, store_empty: bool = True):
+        self.array, self.step, self.store_empty = array, array.chunks[0], store_empty
         self._pending: dict[int, list[tuple[int, np.ndarray]]] = {}
 
     def add(self, start: int, block: np.ndarray) -> None:
@@ -378,7 +386,7 @@ class _ChunkRows:
         """Store whatever is left, each run where it goes (nothing, when every row was given)."""
         for parts in self._pending.values():
             for start, block in parts:
-                self.array[start : start + block.shape[0]] = block
+                self._write(start, block)
         self._pending.clear()
 
     def _rows(self, row: int) -> int:
@@ -388,18 +396,33 @@ class _ChunkRows:
         parts = sorted(self._pending.pop(row), key=lambda part: part[0])  # whole: contiguous
         start = parts[0][0]
         block = parts[0][1] if len(parts) == 1 else np.concatenate([p for _, p in parts])
-        self.array[start : start + block.shape[0]] = block
+        self._write(start, block)
+
+    def _write(self, start: int, block: np.ndarray) -> None:
+        rows = slice(start, start + block.shape[0])
+        if self.store_empty:
+            self.array[rows] = block
+            return
+        region = _chunks_touched(block.any(axis=0), self.array.chunks)
+        if region is not None:  # only the chunks holding a value: the rest reads as zeros
+            self.array[(rows, *region)] = block[(slice(None), *region)]
 
 
 def _write_masks(labels: zarr.Group, masks: list[MaskAnnotation], image: Image,
-                 shape: tuple[int, ...], chunks: tuple[int, ...]) -> dict[str, MaskStats]:
-    """Each label's single level, slab by slab for all of them at once in the CT's forward
-    order: the channels of one mask file share each read of it. Returns each mask's statistics
-    (source axis order), measured in the same pass, so an opening from the cache reads none."""
-    arrays = [_create(labels[_label_name(m.id)], "s0", shape, np.dtype(stored(m).dtype), chunks)
-              for m in masks]
+                 shapes: list[tuple[int, ...]], chunks: tuple[int, ...]) -> dict[str, MaskStats]:
+    """Each label's levels (as many as the image's: NGFF asks for it), slab by slab for all of
+    them at once in the CT's forward order: the channels of one mask file share each read of
+    it. Returns each mask's statistics (source axis order), measured in the same pass, so an
+    opening from the cache reads none."""
+    shape = shapes[0]
+    arrays = [[_create(labels[_label_name(m.id)], f"s{i}", level, np.dtype(stored(m).dtype),
+                       tuple(min(c, n) for c, n in zip(chunks, level, strict=True)),
+                       store_empty=i == 0) for i, level in enumerate(shapes)] for m in masks]
+    coarser = [[_ChunkRows(level, store_empty=False) for level in levels[1:]]
+               for levels in arrays]
     slabs = [_Slabs(image.orientation, lambda m=m: m.data, m.slabs, stored(m)) for m in masks]
     partials: list[list[tuple[tuple[int, ...], Any]]] = [[] for _ in masks]
+    step = _pyramid_step(len(shapes), chunks)
 
     def touched(z0: int, z1: int) -> list[tuple[tuple[slice, slice], np.ndarray] | None]:
         """Each mask's region of these rows holding its voxels, in whole chunks, copied."""
@@ -413,17 +436,42 @@ def _write_masks(labels: zarr.Group, masks: list[MaskAnnotation], image: Image,
 
     def store(z0: int, z1: int, regions: list[tuple[tuple[slice, slice], np.ndarray] | None]
               ) -> None:
-        for array, touched_region, found in zip(arrays, regions, partials, strict=True):
+        for levels, rows, touched_region, found in zip(arrays, coarser, regions, partials,
+                                                       strict=True):
             if touched_region is not None:  # the background beyond it is not stored
                 region, inside = touched_region
-                array[(slice(z0, z1), *region)] = inside
+                levels[0][(slice(z0, z1), *region)] = inside
                 found.append(((z0, region[0].start, region[1].start), block_profiles(inside)))
+            _store_coarser(rows, shapes, z0, z1, touched_region)
 
     with write_behind.WriteBehind(write_behind.allowed()) as behind:
-        for z0, z1 in _slab_order(shape[0], chunks[0], image.orientation.flips[0]):
+        for z0, z1 in _slab_order(shape[0], step, image.orientation.flips[0]):
             behind.submit(functools.partial(store, z0, z1, touched(z0, z1)))
+    for rows in coarser:
+        for level in rows:
+            level.close()
     return {m.id: _source_stats(shape, found, image.orientation)
             for m, found in zip(masks, partials, strict=True)}
+
+
+def _store_coarser(rows: list[_ChunkRows], shapes: list[tuple[int, ...]], z0: int, z1: int,
+                   touched: tuple[tuple[slice, slice], np.ndarray] | None) -> None:
+    """A mask slab's rows of each coarser level: every other voxel of the level above
+    (labels are not averaged), its region placed in rows of the level's whole plane (all
+    zero where the slab holds none: chunk rows with no voxel are not stored)."""
+    start, count = z0, z1 - z0
+    region, block = touched if touched is not None else (None, None)
+    for level, level_shape in zip(rows, shapes[1:], strict=True):
+        start, count = start // 2, count // 2
+        plane = np.zeros((count, *level_shape[1:]), dtype=level.array.dtype)
+        if block is not None:
+            block = block[: 2 * count : 2, ::2, ::2]
+            region = tuple(slice(r.start // 2, r.start // 2 + n)
+                           for r, n in zip(region, block.shape[1:], strict=True))
+            fits = tuple(slice(0, max(0, n - r.start))
+                         for r, n in zip(region, level_shape[1:], strict=True))
+            plane[(slice(None), *region)] = block[(slice(None), *fits)]
+        level.add(start, plane)
 
 
 def _source_stats(shape: tuple[int, ...], found: list[tuple[tuple[int, ...], Any]],
@@ -508,10 +556,10 @@ def _write(case: Case, image: Image, partial: Path, expected: dict[str, Any]) ->
                                                                   "labels": names}})
         for name in names:
             labels.create_group(name, attributes={"ome": {
-                **_multiscales(name, 1, scale),
+                **_multiscales(name, len(shapes), scale),
                 "image-label": {"version": NGFF, "source": {"image": "../../"}}}})
         try:
-            stats = _write_masks(labels, masks, image, shape, chunks)
+            stats = _write_masks(labels, masks, image, shapes, chunks)
         finally:
             for mask in masks:
                 _forget(mask.slabs)

@@ -134,13 +134,16 @@ def test_a_cache_written_from_a_cached_case_still_tracks_the_mask_file(root, cac
     assert {m["path"] for m in masks.values()} == {str(mask_file(root).resolve())}
 
 
-def test_the_cache_is_valid_ngff_0_5(root, cache):
+@pytest.mark.parametrize("shape", [None, (300, 280, 40)])
+def test_the_cache_is_valid_ngff_0_5(tmp_path, cache, shape):
     models = pytest.importorskip("ome_zarr_models.v05.image", reason="ome-zarr-models not installed")
     from ome_zarr_models.v05.image_label import ImageLabel
 
+    root = write_sample(tmp_path / "s", make_phantom(shape, (1.0, 1.0, 5.0)) if shape else None)
     group = zarr.open_group(str(store.write_cache(open_case(root))), mode="r")
-    image = models.Image.from_zarr(group)
-    assert [d.path for d in image.attributes.ome.multiscales[0].datasets] == ["s0"]
+    image = models.Image.from_zarr(group)  # its labels too: as many levels as the image
+    levels = ["s0"] if shape is None else ["s0", "s1", "s2"]
+    assert [d.path for d in image.attributes.ome.multiscales[0].datasets] == levels
     for name in ("mask_0", "mask_1", "mask_2"):
         label = ImageLabel.from_zarr(group["labels"][name])
         assert label.attributes.ome.image_label.source.image == "../../"
@@ -153,7 +156,7 @@ def test_ome_zarr_s_reader_finds_the_pyramid_and_its_labels(tmp_path, cache):
     from ome_zarr.io import parse_url
     from ome_zarr.reader import Label, Multiscales, Reader
 
-    root = write_sample(tmp_path / "big", make_phantom((300, 280, 40), (1.0, 1.0, 2.0)))
+    root = write_sample(tmp_path / "big", make_phantom((300, 280, 40), (1.0, 1.0, 5.0)))
     path = store.write_cache(open_case(root))
     nodes = {Path(node.zarr.path).relative_to(path).as_posix(): node
              for node in Reader(parse_url(str(path)))()}
@@ -161,12 +164,18 @@ def test_ome_zarr_s_reader_finds_the_pyramid_and_its_labels(tmp_path, cache):
     assert any(isinstance(spec, Multiscales) for spec in image.specs)
     assert [level.shape for level in image.data] == [(40, 280, 300), (20, 140, 150), (10, 70, 75)]
     assert [t[0]["scale"] for t in image.metadata["coordinateTransformations"]] == [
-        [2.0, 1.0, 1.0], [4.0, 2.0, 2.0], [8.0, 4.0, 4.0]]
+        [5.0, 1.0, 1.0], [10.0, 2.0, 2.0], [20.0, 4.0, 4.0]]
     labels = sorted(name for name in nodes if name.startswith("labels/"))
     assert labels == ["labels/mask_0", "labels/mask_1", "labels/mask_2"]
-    for name in labels:
+    for name in labels:  # as many levels as the image (NGFF: MUST), every other voxel
         assert any(isinstance(spec, Label) for spec in nodes[name].specs)
-        assert [level.shape for level in nodes[name].data] == [(40, 280, 300)]
+        levels = [np.asarray(level) for level in nodes[name].data]
+        assert [level.shape for level in levels] == [level.shape for level in image.data]
+        assert levels[0].any()
+        for k, level in enumerate(levels[1:], start=1):
+            step = 2**k
+            expected = levels[0][::step, ::step, ::step][tuple(slice(n) for n in level.shape)]
+            np.testing.assert_array_equal(level, expected, err_msg=f"{name} s{k}")
 
 
 @pytest.mark.parametrize("dtype", ["int16", "uint8", "int8", "uint16", "int32", "uint32",
@@ -192,7 +201,7 @@ def test_forward_slab_write_equals_the_dask_write(tmp_path, cache, shape):
     """The writer reads the source forward in slabs (one pass, flipped in memory) and builds
     each pyramid level from the one above in memory: its cache holds exactly what writing
     from the display-ordered dask arrays holds, odd lengths and partial chunks included."""
-    root = write_sample(tmp_path / "big", make_phantom(shape, (1.0, 1.0, 2.0)))
+    root = write_sample(tmp_path / "big", make_phantom(shape, (1.0, 1.0, 5.0)))
     fast = open_case(root)
     assert fast.images["ct"].slabs.stands_for(fast.images["ct"].data)
     written = store.write_cache(fast, root=tmp_path / "fast")
@@ -202,7 +211,9 @@ def test_forward_slab_write_equals_the_dask_write(tmp_path, cache, shape):
         mask.slabs = None
     reference = store.write_cache(slow, root=tmp_path / "slow")
     a, b = zarr.open_group(str(written), mode="r"), zarr.open_group(str(reference), mode="r")
-    names = ["s0", "s1", "s2"] + [f"labels/{n}/s0" for n in b["labels"].group_keys()]
+    names = ["s0", "s1", "s2"] + [f"labels/{n}/s{i}" for n in b["labels"].group_keys()
+                                  for i in range(3)]
+    assert np.asarray(b["labels/mask_1/s0"]).any()
     for name in names:
         if name in b:
             assert a[name].chunks == b[name].chunks
@@ -217,7 +228,7 @@ def test_writing_behind_the_reads_stores_what_writing_in_turn_does(tmp_path, cac
 
     from napari_grounding import write_behind
 
-    root = write_sample(tmp_path / "big", make_phantom((300, 280, 40), (1.0, 1.0, 2.0)))
+    root = write_sample(tmp_path / "big", make_phantom((300, 280, 40), (1.0, 1.0, 5.0)))
     behind = store.write_cache(open_case(root), root=tmp_path / "behind")
     with dask.config.set({write_behind.THREADS_KEY: 1}):
         in_turn = store.write_cache(open_case(root), root=tmp_path / "in-turn")
@@ -247,7 +258,7 @@ def test_every_chunk_of_every_level_is_stored_once(tmp_path, cache, monkeypatch,
         await original(self, key, value)
 
     monkeypatch.setattr(UnpublishedStore, "set", counted)
-    root = write_sample(tmp_path / "big", make_phantom(shape, (1.0, 1.0, 2.0)))
+    root = write_sample(tmp_path / "big", make_phantom(shape, (1.0, 1.0, 5.0)))
     path = store.write_cache(open_case(root))
     chunks = [key for key in stored if "/c/" in key]
     assert len(chunks) == len(set(chunks))
@@ -267,7 +278,7 @@ def test_the_cache_s_files_are_what_zarr_s_own_store_writes(cache, tmp_path, mon
 
     from napari_grounding import unpublished_store
 
-    root = write_sample(tmp_path / "big", make_phantom((300, 280, 40), (1.0, 1.0, 2.0)))
+    root = write_sample(tmp_path / "big", make_phantom((300, 280, 40), (1.0, 1.0, 5.0)))
     ours = store.write_cache(open_case(root), root=tmp_path / "ours")
     monkeypatch.setattr(unpublished_store, "UnpublishedStore", LocalStore)
     zarrs = store.write_cache(open_case(root), root=tmp_path / "zarr")
@@ -292,7 +303,7 @@ def test_the_cache_keeps_each_mask_s_statistics(tmp_path, cache, shape):
     """The writer measures each mask in its one pass (flips and partial chunks included):
     a case opened from the cache knows them exactly as a pass over the source gives them,
     so its opening reads no mask chunk for them."""
-    root = write_sample(tmp_path / "s", make_phantom(shape, (1.0, 1.0, 2.0)) if shape else None)
+    root = write_sample(tmp_path / "s", make_phantom(shape, (1.0, 1.0, 5.0)) if shape else None)
     source = open_case(root)
     store.write_cache(source)
     again = open_case(root)
@@ -338,7 +349,7 @@ def test_a_mask_s_cache_stores_the_chunks_of_its_extent_only(root, cache):
 def test_the_viewer_s_direct_arrays_show_what_the_dask_arrays_hold(tmp_path, cache):
     """The stored arrays the viewer slices directly are the display-ordered CT and masks, and
     they count the chunks each slice reaches, as the dask path does."""
-    root = write_sample(tmp_path / "big", make_phantom((300, 280, 40), (1.0, 1.0, 2.0)))
+    root = write_sample(tmp_path / "big", make_phantom((300, 280, 40), (1.0, 1.0, 5.0)))
     store.write_cache(open_case(root))
     case = open_case(root)
     ct = case.images["ct"]
