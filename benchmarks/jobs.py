@@ -219,8 +219,8 @@ def _floor_seconds(root: Path, threads: int, rounds: int) -> dict[str, float]:
     batch._limited(threads)  # zarr's encoder pool is sized here, on its first use
 
     def write(group: Any, name: str, data: np.ndarray) -> None:
-        chunks = tuple(min(c, n) for c, n in zip(store.CHUNKS, data.shape, strict=True))
-        group.create_array(name, data=data, chunks=chunks, compressors=[BloscCodec(**store.CODEC)])
+        group.create_array(name, data=data, chunks=store.level_chunks(data.shape),
+                           compressors=[BloscCodec(**store.CODEC)])
 
     def floor(target: Path, variant: str) -> None:
         path = str(ctdata.volume_path(root))

@@ -173,14 +173,7 @@ class ReviewLog:
         if not key:
             raise GroundingError("a decision needs a key")
         decision = Decision(key, verdict, comment, self.reviewer, utc_now())
-        fd = self._open()
-        try:
-            _write_all(fd, decision.to_line())
-            os.fsync(fd)
-        except OSError as err:  # disk full, removed drive: not saved, and the caller must say so
-            self.close()  # reopening checks for a torn end again
-            raise GroundingError(f"{self.path}: decision not saved ({err.strerror or err})") from None
-        self._latest[key] = decision
+        self._append([decision], "decision not saved")
         return decision
 
     def merge(self, other: str | Path) -> int:
@@ -192,18 +185,20 @@ class ReviewLog:
         newer = [d for d in latest(d for d in theirs if d.reviewer == self.reviewer).values()
                  if d.key not in self._latest
                  or parse_time(d.time) > parse_time(self._latest[d.key].time)]
-        if not newer:
-            return 0
+        if newer:
+            self._append(newer, f"decisions of {other} not saved")
+        return len(newer)
+
+    def _append(self, decisions: list[Decision], failure: str) -> None:
+        """Decisions appended to the log, on disk (fsynced) when this returns."""
         fd = self._open()
         try:
-            _write_all(fd, b"".join(d.to_line() for d in newer))
+            _write_all(fd, b"".join(d.to_line() for d in decisions))
             os.fsync(fd)
-        except OSError as err:
-            self.close()
-            raise GroundingError(f"{self.path}: decisions of {other} not saved "
-                                 f"({err.strerror or err})") from None
-        self._latest.update((d.key, d) for d in newer)
-        return len(newer)
+        except OSError as err:  # disk full, removed drive: not saved, and the caller must say so
+            self.close()  # reopening checks for a torn end again
+            raise GroundingError(f"{self.path}: {failure} ({err.strerror or err})") from None
+        self._latest.update((d.key, d) for d in decisions)
 
     def _open(self) -> int:
         if self._fd is not None:
@@ -329,18 +324,23 @@ def data_root(dataset: object, case: Case) -> Path:
     root = getattr(dataset, "root", None) or getattr(dataset, "path", None)
     if root is not None:
         return Path(root)
+    image_folder = _first_image_folder(case)
+    return image_folder if image_folder is not None else user_data_path(APP)
+
+
+def _first_image_folder(case: Case) -> Path | None:
     sources = [i.source for i in case.images.values() if i.source]
-    return Path(sources[0]).parent if sources else user_data_path(APP)
+    return Path(sources[0]).parent if sources else None
 
 
 def earlier_log_path(case: Case, dataset: str, reviewer: str) -> Path | None:
     """The log a reviewer may have beside a case's first image, where a dataset opened
     without a root folder (ReXGradient) kept it before its log moved beside the dataset:
     one per study. None when there is none."""
-    sources = [i.source for i in case.images.values() if i.source]
-    if not sources:
+    image_folder = _first_image_folder(case)
+    if image_folder is None:
         return None
-    path = Path(sources[0]).parent / LOG_FOLDER / log_name(dataset, reviewer)
+    path = image_folder / LOG_FOLDER / log_name(dataset, reviewer)
     return path if path.is_file() else None
 
 

@@ -168,6 +168,11 @@ def open_current(image: Image, root: Path | None = None
     return cached, masks
 
 
+def level_chunks(shape: tuple[int, ...], chunks: tuple[int, ...] = CHUNKS) -> tuple[int, ...]:
+    """The cache's chunks for an array of ``shape``: none larger than the array."""
+    return tuple(min(c, n) for c, n in zip(chunks, shape, strict=True))
+
+
 def _pyramid_shapes(shape: tuple[int, ...]) -> list[tuple[int, ...]]:
     shapes = [tuple(shape)]
     while min(shapes[-1][1:]) > 128 and shapes[-1][0] >= 2:
@@ -338,8 +343,7 @@ def _write_image(group: zarr.Group, image: Image, shapes: list[tuple[int, ...]],
     """Every pyramid level in one pass over the source: each slab of level 0 is written,
     halved in memory into the next level's rows, and so on (no level is read back)."""
     dtype = image.dtype
-    levels = [_create(group, f"s{i}", shape, dtype,
-                      tuple(min(c, n) for c, n in zip(chunks, shape, strict=True)))
+    levels = [_create(group, f"s{i}", shape, dtype, level_chunks(shape, chunks))
               for i, shape in enumerate(shapes)]
     step = _pyramid_step(len(shapes), chunks)
     slabs = _Slabs(image.orientation, lambda: image.orientation.to_source(image.data),
@@ -416,8 +420,8 @@ def _write_masks(labels: zarr.Group, masks: list[MaskAnnotation], image: Image,
     opening from the cache reads none."""
     shape = shapes[0]
     arrays = [[_create(labels[_label_name(m.id)], f"s{i}", level, np.dtype(stored(m).dtype),
-                       tuple(min(c, n) for c, n in zip(chunks, level, strict=True)),
-                       store_empty=i == 0) for i, level in enumerate(shapes)] for m in masks]
+                       level_chunks(level, chunks), store_empty=i == 0)
+               for i, level in enumerate(shapes)] for m in masks]
     coarser = [[_ChunkRows(level, store_empty=False) for level in levels[1:]]
                for levels in arrays]
     slabs = [_Slabs(image.orientation, lambda m=m: m.data, m.slabs, stored(m)) for m in masks]
@@ -542,7 +546,7 @@ def _write(case: Case, image: Image, partial: Path, expected: dict[str, Any]) ->
     group = zarr.open_group(UnpublishedStore(partial), mode="a")  # fresh: only our lock file
     scale = [float(s) for s in image.spacing]
     shape = tuple(int(n) for n in stored(image).shape)
-    chunks = tuple(min(c, n) for c, n in zip(CHUNKS, shape, strict=True))
+    chunks = level_chunks(shape)
     shapes = _pyramid_shapes(shape)
     try:
         _write_image(group, image, shapes, chunks)
